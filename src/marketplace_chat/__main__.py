@@ -1,0 +1,3 @@
+from marketplace_chat.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The HTTP edge: REST over the same service, plus health, readiness and metrics."""

@@ -1,0 +1,223 @@
+"""Wiring: the one place that picks implementations and owns their lifetimes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+import socketio
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from marketplace_chat.api.ops import ops_router
+from marketplace_chat.api.rest import rest_router
+from marketplace_chat.auth.base import Verifier
+from marketplace_chat.auth.cache import CachingVerifier
+from marketplace_chat.auth.local import LocalVerifier
+from marketplace_chat.auth.remote import RemoteVerifier
+from marketplace_chat.clock import Clock, SystemClock
+from marketplace_chat.errors import ChatError, ValidationFailed
+from marketplace_chat.gateway.namespace import ChatNamespace
+from marketplace_chat.gateway.notifier import SocketNotifier
+from marketplace_chat.gateway.server import ChatSocketServer, create_server
+from marketplace_chat.metrics import Metrics
+from marketplace_chat.realtime.limits import RedisRateLimiter
+from marketplace_chat.realtime.presence import RedisPresence
+from marketplace_chat.realtime.typing_state import RedisTypingState
+from marketplace_chat.service import ChatService
+from marketplace_chat.settings import Settings, VerifierKind
+from marketplace_chat.storage.postgres import PostgresStorage
+
+log = structlog.get_logger(__name__)
+
+HEARTBEAT_S = 5.0  # node heartbeat; the key lives 20 s, so a dead node is reaped within 30 s
+PRESENCE_REFRESH_S = 60.0  # user:{id}:online lives 300 s; refreshed well before it lapses
+REDIS_CHANNEL = "marketplace-chat"
+
+
+def node_identity(settings: Settings) -> str:
+    return settings.server.node_id or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def build_verifier(
+    settings: Settings,
+    redis: aioredis.Redis,
+    http: httpx.AsyncClient,
+    clock: Clock,
+    metrics: Metrics,
+) -> Verifier:
+    auth = settings.auth
+    inner: Verifier
+    if settings.verifier_kind() is VerifierKind.REMOTE:
+        assert auth.marketplace_api_url is not None
+        url = auth.marketplace_api_url.rstrip("/") + "/" + auth.auth_verify_path.lstrip("/")
+        inner = RemoteVerifier(
+            http, url, clock, leeway_s=auth.jwt_leeway_s, observe=metrics.observe_verifier
+        )
+    else:
+        secret = settings.jwt_secret()
+        if secret is not None:
+            key, default_algorithms = secret, "HS256"
+        else:
+            assert auth.jwt_public_key is not None
+            key, default_algorithms = auth.jwt_public_key.replace("\\n", "\n"), "RS256,ES256"
+        algorithms = [a.strip() for a in (auth.jwt_algorithms or default_algorithms).split(",")]
+        inner = LocalVerifier(
+            key,
+            algorithms,
+            clock,
+            user_id_claim=auth.jwt_user_id_claim,
+            issuer=auth.jwt_issuer,
+            audience=auth.jwt_audience,
+            leeway_s=auth.jwt_leeway_s,
+        )
+    return CachingVerifier(
+        inner,
+        redis,
+        clock,
+        ttl_s=auth.auth_cache_ttl_s,
+        leeway_s=auth.jwt_leeway_s,
+        observe=metrics.observe_cache,
+    )
+
+
+def create_app(
+    settings: Settings, database_dsn: str, redis_url: str, clock: Clock | None = None
+) -> Any:
+    """The ASGI app: Socket.IO at /socket.io (namespace /chat), REST and operations beside it."""
+    clock = clock or SystemClock()
+    node_id = node_identity(settings)
+    metrics = Metrics()
+    sio = create_server(redis_url, REDIS_CHANNEL, settings.server.cors_origins)
+    redis = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        storage = await PostgresStorage.connect(
+            database_dsn,
+            min_size=settings.database.pool_min,
+            max_size=settings.database.pool_max,
+            timeout_s=settings.database.timeout_s,
+        )
+        app.state.storage = storage
+        http = httpx.AsyncClient(timeout=settings.auth.auth_verify_timeout_s)
+        verifier = build_verifier(settings, redis, http, clock, metrics)
+        service = ChatService(
+            storage,
+            RedisPresence(redis, node_id),
+            RedisTypingState(redis),
+            RedisRateLimiter(redis),
+            SocketNotifier(sio, metrics),
+            clock,
+            settings.limits,
+            node_id,
+        )
+        namespace = ChatNamespace(
+            sio,
+            service,
+            verifier,
+            metrics,
+            clock,
+            leeway_s=settings.auth.jwt_leeway_s,
+            grace_s=settings.auth.auth_expired_grace_s,
+        )
+        app.include_router(rest_router(service, verifier))
+        housekeeping = asyncio.create_task(_housekeeping(service, namespace, metrics))
+        log.info("node_started", node_id=node_id)
+        try:
+            yield
+        finally:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
+            await _leave(sio, service, namespace)
+            await service.drain()
+            await http.aclose()
+            await storage.close()
+            await redis.aclose()
+            log.info("node_stopped", node_id=node_id)
+
+    api = FastAPI(
+        title="marketplace-chat",
+        version="0.1.0",
+        summary="Buyer/seller chat: REST view of the Socket.IO service",
+        lifespan=lifespan,
+    )
+    api.include_router(ops_router({"database": _ping_db(api), "redis": redis.ping}, metrics))
+
+    @api.exception_handler(ChatError)
+    async def chat_error(request: Request, exc: ChatError) -> JSONResponse:
+        status, body = exc.to_http()
+        return JSONResponse(body, status_code=status)
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
+        status, body = ValidationFailed(f"{field or 'payload'}: {first['msg']}").to_http()
+        return JSONResponse(body, status_code=status)
+
+    @api.exception_handler(Exception)
+    async def crashed(request: Request, exc: Exception) -> JSONResponse:
+        log.error("request_crashed", path=request.url.path, error=type(exc).__name__)
+        return JSONResponse({"error": "Internal server error", "code": "INTERNAL_ERROR"}, 500)
+
+    return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
+
+
+def _ping_db(api: FastAPI) -> Any:
+    async def ping() -> None:
+        storage = getattr(api.state, "storage", None)
+        if storage is None:
+            raise ChatError("not started")
+        await storage.ping()
+
+    return ping
+
+
+async def _housekeeping(service: ChatService, namespace: ChatNamespace, metrics: Metrics) -> None:
+    """The node's shared timer: heartbeat, presence refresh, and reaping of dead nodes."""
+    loop = asyncio.get_running_loop()
+    last_refresh = 0.0
+    healthy = True
+    while True:
+        try:
+            full = not healthy or loop.time() - last_refresh >= PRESENCE_REFRESH_S
+            await service.presence.refresh(namespace.sessions.users() if full else {})
+            if full:
+                last_refresh = loop.time()
+            offline = await service.presence.reap_dead_nodes()
+            if offline:
+                log.info("dead_node_reaped", users_offline=len(offline))
+                await service.went_offline(offline)
+            healthy = True
+        except ChatError as exc:
+            healthy = False
+            metrics.backend_errors.labels("redis").inc()
+            log.warning("housekeeping_failed", error=exc.message)
+        await asyncio.sleep(HEARTBEAT_S)
+
+
+async def _leave(sio: ChatSocketServer, service: ChatService, namespace: ChatNamespace) -> None:
+    """Shutdown: refuse new sockets, forget this node's presence, close the sockets."""
+    namespace.accepting = False
+    sessions = namespace.sessions.users()
+    try:
+        offline = await service.presence.leave(sessions)
+        await service.went_offline(offline)
+    except ChatError as exc:
+        log.warning("presence_cleanup_failed", error=exc.message)
+    for sid in list(sessions):
+        namespace.sessions.remove(sid)
+        with contextlib.suppress(Exception):
+            await sio.disconnect(sid, namespace="/chat")

@@ -1,0 +1,1 @@
+"""Token verification: one interface, a local (JWT) and a remote verifier, and a cache."""

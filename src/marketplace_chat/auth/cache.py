@@ -1,0 +1,76 @@
+"""Verified tokens cached in Redis for 10 minutes, never past the token's own `exp`.
+
+Key `auth:token:{sha256(token)}` holds `{"userId": …, "exp": …}`; the raw token is never stored,
+and a Redis failure only means the verifier is asked again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Callable
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from marketplace_chat.auth.base import Identity, Verifier, expiry, refuse_if_expired, require
+from marketplace_chat.clock import Clock
+
+AUTH_CACHE_TTL_S = 600  # seed: verified results are cached 10 minutes
+
+
+def cache_key(token: str) -> str:
+    return "auth:token:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+class CachingVerifier:
+    def __init__(
+        self,
+        inner: Verifier,
+        redis: aioredis.Redis,
+        clock: Clock,
+        *,
+        ttl_s: int = AUTH_CACHE_TTL_S,
+        leeway_s: float = 0.0,
+        observe: Callable[[bool], None] | None = None,
+    ) -> None:
+        self._inner = inner
+        self._redis = redis
+        self._clock = clock
+        self._ttl = ttl_s
+        self._leeway = leeway_s
+        self._observe = observe
+
+    async def verify(self, token: str) -> Identity:
+        token = require(token)
+        refuse_if_expired(token, self._clock.now(), self._leeway)
+        key = cache_key(token)
+        cached = await self._get(key)
+        if cached is not None:
+            return cached
+        identity = await self._inner.verify(token)
+        ttl = self._ttl
+        if identity.expires_at is not None:
+            ttl = min(ttl, int((identity.expires_at - self._clock.now()).total_seconds()))
+        if ttl > 0:
+            value = {"userId": identity.user_id, "exp": _epoch(identity)}
+            with contextlib.suppress(RedisError, OSError):
+                await self._redis.set(key, orjson.dumps(value), ex=ttl)
+        return identity
+
+    async def _get(self, key: str) -> Identity | None:
+        try:
+            raw = await self._redis.get(key)
+        except (RedisError, OSError):
+            raw = None
+        if self._observe is not None:
+            self._observe(raw is not None)
+        if raw is None:
+            return None
+        value = orjson.loads(raw)
+        return Identity(int(value["userId"]), expiry(value))
+
+
+def _epoch(identity: Identity) -> float | None:
+    return identity.expires_at.timestamp() if identity.expires_at else None

@@ -1,0 +1,238 @@
+"""Wire payloads (validated with pydantic at the edge) and the frozen domain values behind them."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from marketplace_chat.errors import ValidationFailed
+
+MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints
+MAX_CLIENT_MESSAGE_ID = 128
+MAX_TOKEN_LENGTH = 16_384
+
+
+def _positive_id(value: object) -> int:
+    """Accept a positive integer or a string of digits; bools, floats and the rest are refused."""
+    if isinstance(value, bool):
+        raise ValueError("must be a positive integer")
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        value = int(value)
+    if isinstance(value, int) and 0 < value <= MAX_ID:
+        return value
+    raise ValueError("must be a positive integer")
+
+
+def _uuid_str(value: object) -> str:
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, str) and len(value) <= 64:
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            pass
+    raise ValueError("must be a UUID string")
+
+
+Id = Annotated[int, BeforeValidator(_positive_id)]
+Uuid = Annotated[str, BeforeValidator(_uuid_str)]
+
+
+class Payload(BaseModel):
+    """Base of every client payload: camelCase on the wire, unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+class ChatCreate(Payload):
+    buyer_id: Id
+    seller_id: Id
+    product_id: Id | None = None
+
+
+class ChatRef(Payload):
+    chat_id: Uuid
+
+
+class MessageSend(Payload):
+    chat_id: Uuid
+    text: str
+    product_id: Id | None = None
+    client_message_id: str | None = Field(
+        default=None, min_length=1, max_length=MAX_CLIENT_MESSAGE_ID
+    )
+
+
+class MessageRead(Payload):
+    chat_id: Uuid
+    message_id: Uuid
+
+
+class HistoryQuery(Payload):
+    chat_id: Uuid
+    before: Uuid | None = None
+    after: Uuid | None = None
+    limit: int = Field(default=50, ge=1, le=100, strict=True)
+
+
+class SyncQuery(Payload):
+    chats: dict[Uuid, Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)]] | None = Field(
+        default=None, max_length=1000
+    )
+    limit: int = Field(default=50, ge=1, le=100, strict=True)
+
+
+class ChatsQuery(Payload):
+    limit: int = Field(default=30, ge=1, le=100, strict=True)
+    before: str | None = Field(default=None, max_length=200)
+
+
+class UsersOnlineQuery(Payload):
+    user_ids: list[Id] | None = Field(default=None, max_length=500)
+
+
+class TokenRefresh(Payload):
+    token: str = Field(min_length=1, max_length=MAX_TOKEN_LENGTH)
+
+    @field_validator("token")
+    @classmethod
+    def _strip(cls, value: str) -> str:
+        return value.strip()
+
+
+P = TypeVar("P", bound=Payload)
+
+
+def parse(model: type[P], data: object) -> P:
+    """Validate a payload; the first problem becomes a VALIDATION_ERROR naming the field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ValidationFailed("payload: must be an object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ValidationFailed(describe(exc)) from None
+
+
+def describe(exc: ValidationError) -> str:
+    first = exc.errors(include_url=False, include_input=False)[0]
+    field = ".".join(str(part) for part in first["loc"]) or "payload"
+    message = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown field"
+    return f"{field}: {message}"
+
+
+def iso(ts: datetime) -> str:
+    """ISO-8601 UTC with milliseconds and a Z, the form the clients parse."""
+    ts = ts.astimezone(UTC)
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    chat_id: str
+    seq: int
+    sender_id: int
+    text: str
+    product_id: int | None
+    client_message_id: str | None
+    created_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "chatId": self.chat_id,
+            "seq": self.seq,
+            "senderId": self.sender_id,
+            "text": self.text,
+            "productId": self.product_id,
+            "clientMessageId": self.client_message_id,
+            "createdAt": iso(self.created_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Participants:
+    """A chat's two users; they never change once the chat exists."""
+
+    chat_id: str
+    buyer_id: int
+    seller_id: int
+
+    def includes(self, user_id: int) -> bool:
+        return user_id in (self.buyer_id, self.seller_id)
+
+    def other(self, user_id: int) -> int:
+        return self.seller_id if user_id == self.buyer_id else self.buyer_id
+
+
+@dataclass(frozen=True, slots=True)
+class Chat:
+    id: str
+    buyer_id: int
+    seller_id: int
+    product_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    last_message: Message | None
+    unread_count: int
+    last_seq: int = 0
+
+    @property
+    def participants(self) -> Participants:
+        return Participants(self.id, self.buyer_id, self.seller_id)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "buyerId": self.buyer_id,
+            "sellerId": self.seller_id,
+            "productId": self.product_id,
+            "createdAt": iso(self.created_at),
+            "updatedAt": iso(self.updated_at),
+            "lastMessage": self.last_message.to_wire() if self.last_message else None,
+            "unreadCount": self.unread_count,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ReadReceipt:
+    chat_id: str
+    user_id: int
+    message_id: str
+    seq: int
+    read_at: datetime
+
+    def to_wire(self, *, with_user: bool = True) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "chatId": self.chat_id,
+            "messageId": self.message_id,
+            "seq": self.seq,
+            "readAt": iso(self.read_at),
+        }
+        if with_user:
+            body = {"chatId": self.chat_id, "userId": self.user_id, **body}
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    message: Message
+    created: bool  # False when a repeated clientMessageId returned the first message

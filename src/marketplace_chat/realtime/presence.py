@@ -1,0 +1,187 @@
+"""Who is online, across every node and every socket.
+
+Keys (the first two are the seed's, read by other services):
+- `user:{id}:online`    string: the id of the user's latest socket; TTL 5 min, refreshed while any
+                        socket of the user is connected; deleted when the user goes offline.
+- `online:users`        set of the ids of online users.
+- `user:{id}:sockets`   hash socket id → node id: every live socket of the user on any node.
+- `node:{id}:sockets`   hash socket id → user id: the sockets a node holds, so that a surviving
+                        node can clean up after one that died.
+- `node:{id}:alive`     a node's heartbeat; its expiry marks the node dead.
+- `nodes`               set of the node ids that registered sockets.
+
+Every change is one Lua script, so that "first socket" and "last socket" are decided atomically
+however many nodes race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+
+from marketplace_chat.realtime.connection import redis_errors
+
+ONLINE_TTL_S = 300  # seed: user:{id}:online lives 5 minutes unless refreshed
+NODE_HEARTBEAT_TTL_S = 20  # a node silent this long is dead; reaped within 30 s of dying
+
+CONNECT = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4])
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
+redis.call('SADD', KEYS[5], ARGV[2])
+return redis.call('HLEN', KEYS[1])
+"""
+
+# Returns -1 when the socket was already gone, 0 when it was the user's last, else the count left.
+DISCONNECT = """
+redis.call('HDEL', KEYS[4], ARGV[1])
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return -1 end
+local left = redis.call('HKEYS', KEYS[1])
+if #left == 0 then
+  redis.call('DEL', KEYS[2])
+  redis.call('SREM', KEYS[3], ARGV[2])
+  return 0
+end
+local current = redis.call('GET', KEYS[2])
+if (not current) or current == ARGV[1] then
+  redis.call('SET', KEYS[2], left[#left], 'EX', ARGV[3])
+end
+return #left
+"""
+
+
+def online_key(user_id: int) -> str:
+    return f"user:{user_id}:online"
+
+
+def sockets_key(user_id: int) -> str:
+    return f"user:{user_id}:sockets"
+
+
+def node_sockets_key(node_id: str) -> str:
+    return f"node:{node_id}:sockets"
+
+
+def node_alive_key(node_id: str) -> str:
+    return f"node:{node_id}:alive"
+
+
+ONLINE_SET = "online:users"
+NODES_SET = "nodes"
+
+
+class Presence(Protocol):
+    """Presence shared by all nodes; every method is atomic in Redis."""
+
+    async def connected(self, user_id: int, socket_id: str) -> bool:
+        """Register a socket; True when it is the user's first anywhere (they came online)."""
+        ...
+
+    async def disconnected(self, user_id: int, socket_id: str) -> bool:
+        """Forget a socket; True when it was the user's last anywhere (they went offline)."""
+        ...
+
+    async def online(self, user_ids: Iterable[int]) -> list[int]:
+        """Those of `user_ids` that are online, in the given order."""
+        ...
+
+    async def refresh(self, sockets: Mapping[str, int]) -> None:
+        """Keep this node's users' keys alive and renew the node's heartbeat."""
+        ...
+
+    async def reap_dead_nodes(self) -> list[int]:
+        """Remove the sockets of nodes whose heartbeat stopped; the users who went offline."""
+        ...
+
+    async def leave(self, sockets: Mapping[str, int]) -> list[int]:
+        """Forget all of this node's sockets (shutdown); the users who went offline."""
+        ...
+
+
+class RedisPresence:
+    def __init__(self, redis: aioredis.Redis, node_id: str) -> None:
+        self._redis = redis
+        self._node = node_id
+        self._connect: Any = redis.register_script(CONNECT)
+        self._disconnect: Any = redis.register_script(DISCONNECT)
+
+    async def connected(self, user_id: int, socket_id: str) -> bool:
+        keys = [
+            sockets_key(user_id),
+            online_key(user_id),
+            ONLINE_SET,
+            node_sockets_key(self._node),
+            NODES_SET,
+        ]
+        with redis_errors():
+            count = await self._connect(
+                keys=keys, args=[socket_id, self._node, user_id, ONLINE_TTL_S]
+            )
+        return int(count) == 1
+
+    async def disconnected(self, user_id: int, socket_id: str) -> bool:
+        return await self._forget(user_id, socket_id, self._node)
+
+    async def _forget(self, user_id: int, socket_id: str, node_id: str) -> bool:
+        keys = [sockets_key(user_id), online_key(user_id), ONLINE_SET, node_sockets_key(node_id)]
+        with redis_errors():
+            left = await self._disconnect(keys=keys, args=[socket_id, user_id, ONLINE_TTL_S])
+        return int(left) == 0
+
+    async def online(self, user_ids: Iterable[int]) -> list[int]:
+        ids = list(dict.fromkeys(user_ids))
+        if not ids:
+            return []
+        with redis_errors():
+            flags = await self._redis.smismember(ONLINE_SET, [str(u) for u in ids])
+        return [user for user, flag in zip(ids, flags, strict=True) if flag]
+
+    async def refresh(self, sockets: Mapping[str, int]) -> None:
+        with redis_errors():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(node_alive_key(self._node), "1", ex=NODE_HEARTBEAT_TTL_S)
+                pipe.sadd(NODES_SET, self._node)
+                latest: dict[int, str] = {}
+                for socket_id, user_id in sockets.items():
+                    latest[user_id] = socket_id
+                    pipe.hset(sockets_key(user_id), socket_id, self._node)
+                    pipe.hset(node_sockets_key(self._node), socket_id, user_id)
+                for user_id, socket_id in latest.items():
+                    pipe.expire(sockets_key(user_id), ONLINE_TTL_S)
+                    # Re-asserts presence after a Redis restart too; keeps the current holder.
+                    pipe.set(online_key(user_id), socket_id, ex=ONLINE_TTL_S, nx=True)
+                    pipe.expire(online_key(user_id), ONLINE_TTL_S)
+                    pipe.sadd(ONLINE_SET, user_id)
+                await pipe.execute()
+
+    async def reap_dead_nodes(self) -> list[int]:
+        offline: list[int] = []
+        with redis_errors():
+            nodes = await self._redis.smembers(NODES_SET)
+            for raw in nodes:
+                node = raw.decode() if isinstance(raw, bytes) else str(raw)
+                if node == self._node or await self._redis.exists(node_alive_key(node)):
+                    continue
+                held = await self._redis.hgetall(node_sockets_key(node))
+                for socket_id, user_id in held.items():
+                    sid = socket_id.decode() if isinstance(socket_id, bytes) else socket_id
+                    if await self._forget(int(user_id), sid, node):
+                        offline.append(int(user_id))
+                await self._redis.delete(node_sockets_key(node))
+                await self._redis.srem(NODES_SET, node)
+        return offline
+
+    async def leave(self, sockets: Mapping[str, int]) -> list[int]:
+        offline = [
+            user_id
+            for socket_id, user_id in sockets.items()
+            if await self.disconnected(user_id, socket_id)
+        ]
+        with redis_errors():
+            await self._redis.delete(node_sockets_key(self._node), node_alive_key(self._node))
+            await self._redis.srem(NODES_SET, self._node)
+        return offline

@@ -1,0 +1,311 @@
+"""The use cases: who may do what, and who is told. No Socket.IO, no SQL, no HTTP here.
+
+Both edges (the Socket.IO gateway and the REST API) call these methods with the authenticated
+user id; `origin` names the calling socket where there is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from marketplace_chat.clock import Clock
+from marketplace_chat.errors import ChatError, Forbidden, NotFound, RateLimited, ValidationFailed
+from marketplace_chat.models import (
+    Chat,
+    ChatCreate,
+    ChatsQuery,
+    HistoryQuery,
+    Message,
+    MessageRead,
+    MessageSend,
+    Participants,
+    ReadReceipt,
+    SyncQuery,
+    iso,
+)
+from marketplace_chat.realtime.limits import RateLimiter
+from marketplace_chat.realtime.presence import Presence
+from marketplace_chat.realtime.typing_state import TYPING_TTL_S, TypingState
+from marketplace_chat.settings import LimitSettings
+from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage, Storage
+
+log = structlog.get_logger(__name__)
+
+
+class Notifier(Protocol):
+    """Delivers server events; implementations reach sockets on every node."""
+
+    async def to_users(
+        self, user_ids: list[int], event: str, payload: dict[str, Any], *, skip: str | None = None
+    ) -> None:
+        """Every socket of these users, once each, except `skip`."""
+        ...
+
+    async def to_chat_watchers(
+        self, chat_id: str, user_id: int, event: str, payload: dict[str, Any]
+    ) -> None:
+        """The sockets of `user_id` that joined the chat."""
+        ...
+
+    async def to_socket(self, socket_id: str, event: str, payload: dict[str, Any]) -> None: ...
+
+
+@dataclass(slots=True)
+class _Typing:
+    token: str
+    socket_id: str | None
+    timer: asyncio.TimerHandle
+
+
+class ChatService:
+    def __init__(
+        self,
+        storage: Storage,
+        presence: Presence,
+        typing: TypingState,
+        limiter: RateLimiter,
+        notifier: Notifier,
+        clock: Clock,
+        limits: LimitSettings,
+        node_id: str,
+    ) -> None:
+        self.storage = storage
+        self.presence = presence
+        self._typing_state = typing
+        self._limiter = limiter
+        self._notify = notifier
+        self._clock = clock
+        self._limits = limits
+        self._node = node_id
+        self._typing: dict[tuple[str, int], _Typing] = {}
+        self._typing_tokens = itertools.count(1)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- chats ---------------------------------------------------------------------------------
+
+    async def create_chat(
+        self, user_id: int, p: ChatCreate, origin: str | None = None
+    ) -> tuple[Chat, bool]:
+        """The pair's chat (True when new); the caller must be its buyer or its seller."""
+        if p.buyer_id == p.seller_id:
+            raise ValidationFailed("sellerId: must differ from buyerId")
+        if user_id not in (p.buyer_id, p.seller_id):
+            raise Forbidden("You can only create a chat you take part in")
+        await self._admit(
+            "chat:create",
+            user_id,
+            self._limits.rate_limit_chats,
+            self._limits.rate_limit_chats_window_s,
+        )
+        chat, created = await self.storage.create_chat(
+            p.buyer_id, p.seller_id, p.product_id, user_id, self._clock.now()
+        )
+        payload = chat.to_wire()
+        if origin is not None:
+            await self._notify.to_socket(origin, "chat:created", payload)
+        if created:
+            await self._notify.to_users(
+                [chat.buyer_id, chat.seller_id], "chat:created", payload, skip=origin
+            )
+        return chat, created
+
+    async def participants(self, user_id: int, chat_id: str) -> Participants:
+        found = await self.storage.participants(chat_id)
+        if found is None:
+            raise NotFound("chatId: no such chat")
+        if not found.includes(user_id):
+            raise Forbidden("You are not a participant of this chat")
+        return found
+
+    async def get_chat(self, user_id: int, chat_id: str) -> Chat:
+        await self.participants(user_id, chat_id)
+        chat = await self.storage.get_chat(chat_id, user_id)
+        if chat is None:
+            raise NotFound("chatId: no such chat")
+        return chat
+
+    async def list_chats(self, user_id: int, q: ChatsQuery) -> ChatPage:
+        return await self.storage.list_chats(user_id, q.limit, q.before)
+
+    # -- messages ------------------------------------------------------------------------------
+
+    async def send(self, user_id: int, p: MessageSend) -> Message:
+        text = p.text.strip()
+        if not text:
+            raise ValidationFailed("text: must not be empty")
+        if len(text) > self._limits.max_message_length:
+            raise ValidationFailed(
+                f"text: must be at most {self._limits.max_message_length} characters"
+            )
+        parts = await self.participants(user_id, p.chat_id)
+        await self._admit(
+            "message:send",
+            user_id,
+            self._limits.rate_limit_messages,
+            self._limits.rate_limit_window_s,
+        )
+        result = await self.storage.add_message(
+            NewMessage(
+                id=str(uuid.uuid4()),
+                chat_id=p.chat_id,
+                sender_id=user_id,
+                text=text,
+                product_id=p.product_id,
+                client_message_id=p.client_message_id,
+                created_at=self._clock.now(),
+            )
+        )
+        if result.created:
+            await self._notify.to_users(
+                [parts.buyer_id, parts.seller_id], "message:new", result.message.to_wire()
+            )
+            await self._end_typing(parts, user_id)
+        return result.message
+
+    async def history(self, user_id: int, q: HistoryQuery) -> MessagePage:
+        if q.before is not None and q.after is not None:
+            raise ValidationFailed("before: cannot be combined with after")
+        await self.participants(user_id, q.chat_id)
+        return await self.storage.history(q.chat_id, q.before, q.after, q.limit)
+
+    async def sync(self, user_id: int, q: SyncQuery) -> list[ChatSync]:
+        for chat_id in q.chats or {}:
+            await self.participants(user_id, chat_id)
+        return list(await self.storage.sync(user_id, q.chats, q.limit))
+
+    async def read(self, user_id: int, p: MessageRead) -> ReadReceipt:
+        parts = await self.participants(user_id, p.chat_id)
+        receipt, moved = await self.storage.mark_read(
+            p.chat_id, user_id, p.message_id, self._clock.now()
+        )
+        if moved:
+            await self._notify.to_users(
+                [parts.buyer_id, parts.seller_id], "message:read", receipt.to_wire()
+            )
+        return receipt
+
+    # -- typing --------------------------------------------------------------------------------
+
+    async def typing_start(self, user_id: int, chat_id: str, origin: str | None = None) -> None:
+        parts = await self.participants(user_id, chat_id)
+        token = f"{self._node}:{next(self._typing_tokens)}"
+        tell = await self._typing_state.start(
+            chat_id, user_id, token, self._limits.typing_throttle_s
+        )
+        self._arm_typing_timer(parts, user_id, token, origin)
+        if tell:
+            await self._notify.to_chat_watchers(
+                chat_id,
+                parts.other(user_id),
+                "typing:start",
+                {"chatId": chat_id, "userId": user_id},
+            )
+
+    async def typing_stop(self, user_id: int, chat_id: str) -> None:
+        parts = await self.participants(user_id, chat_id)
+        await self._end_typing(parts, user_id)
+
+    def _arm_typing_timer(
+        self, parts: Participants, user_id: int, token: str, origin: str | None
+    ) -> None:
+        key = (parts.chat_id, user_id)
+        previous = self._typing.pop(key, None)
+        if previous is not None:
+            previous.timer.cancel()
+        loop = asyncio.get_running_loop()
+        # The event loop's own timer heap serves every indicator; no task per typist.
+        timer = loop.call_later(
+            TYPING_TTL_S, self._spawn, lambda: self._typing_expired(parts, user_id, token)
+        )
+        self._typing[key] = _Typing(token, origin, timer)
+
+    async def _typing_expired(self, parts: Participants, user_id: int, token: str) -> None:
+        current = self._typing.get((parts.chat_id, user_id))
+        if current is not None and current.token == token:
+            del self._typing[(parts.chat_id, user_id)]
+        if await self._typing_state.expire(parts.chat_id, user_id, token):
+            await self._tell_typing_stopped(parts, user_id)
+
+    async def _end_typing(self, parts: Participants, user_id: int) -> None:
+        local = self._typing.pop((parts.chat_id, user_id), None)
+        if local is not None:
+            local.timer.cancel()
+        if await self._typing_state.stop(parts.chat_id, user_id):
+            await self._tell_typing_stopped(parts, user_id)
+
+    async def _tell_typing_stopped(self, parts: Participants, user_id: int) -> None:
+        await self._notify.to_chat_watchers(
+            parts.chat_id,
+            parts.other(user_id),
+            "typing:stop",
+            {"chatId": parts.chat_id, "userId": user_id},
+        )
+
+    # -- presence ------------------------------------------------------------------------------
+
+    async def socket_connected(self, user_id: int, socket_id: str) -> bool:
+        """Register the socket; when it is the user's first anywhere, tell their partners later."""
+        first = await self.presence.connected(user_id, socket_id)
+        if first:
+            self._spawn(lambda: self._announce(user_id, "user:online", {"userId": user_id}))
+        return first
+
+    async def socket_disconnected(self, user_id: int, socket_id: str) -> None:
+        for (chat_id, typist), state in list(self._typing.items()):
+            if typist == user_id and state.socket_id == socket_id:
+                parts = await self.storage.participants(chat_id)
+                if parts is not None:
+                    await self._end_typing(parts, user_id)
+        if await self.presence.disconnected(user_id, socket_id):
+            await self.went_offline([user_id])
+
+    async def went_offline(self, user_ids: list[int]) -> None:
+        seen = iso(self._clock.now())
+        for user_id in user_ids:
+            await self._announce(user_id, "user:offline", {"userId": user_id, "lastSeenAt": seen})
+
+    async def _announce(self, user_id: int, event: str, payload: dict[str, Any]) -> None:
+        partners = await self.storage.partners(user_id)
+        if partners:
+            await self._notify.to_users(partners, event, payload)
+
+    async def users_online(self, user_id: int, user_ids: list[int] | None) -> list[int]:
+        if user_ids is None:
+            user_ids = await self.storage.partners(user_id)
+        return await self.presence.online(user_ids)
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    async def _admit(self, action: str, user_id: int, limit: int, window_s: float) -> None:
+        wait_ms = await self._limiter.admit(action, user_id, limit, window_s)
+        if wait_ms:
+            raise RateLimited(f"Too many {action} requests; retry later", wait_ms)
+
+    def _spawn(self, work: Callable[[], Awaitable[None]]) -> None:
+        """Run follow-up work in the background; its failures are logged, never lost silently."""
+
+        async def run() -> None:
+            try:
+                await work()
+            except ChatError as exc:
+                log.warning("background_work_failed", error=exc.message, code=exc.code.value)
+            except Exception:
+                log.exception("background_work_crashed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for background work (presence announcements, typing expiries) to finish."""
+        for state in self._typing.values():
+            state.timer.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

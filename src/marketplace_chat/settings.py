@@ -1,0 +1,203 @@
+"""Configuration: one object, read once from the environment and `.env`, then passed down.
+
+The seed's variable names (`DATABASE_HOST`, `REDIS_PORT`, `PORT`, `MARKETPLACE_API_URL`…) keep
+working; the URL forms (`DATABASE_URL`, `REDIS_URL`) take precedence when set. Each section reads
+its own variables so that the names stay exactly those the operators already use.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "marketplace-chat-development-secret-do-not-use-in-production"  # noqa: S105
+
+
+class Environment(StrEnum):
+    PRODUCTION = "production"
+    DEVELOPMENT = "development"
+
+
+class VerifierKind(StrEnum):
+    LOCAL = "local"
+    REMOTE = "remote"
+
+
+def _config(prefix: str = "") -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+
+class ServerSettings(BaseSettings):
+    model_config = _config()
+
+    chat_env: Environment = Environment.PRODUCTION
+    host: str = "0.0.0.0"
+    port: int = Field(default=3001, ge=1, le=65535)
+    data_dir: Path = Path(".data")
+    migrate_on_start: bool = True
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    ws_compression: bool = False
+    shutdown_timeout_s: PositiveFloat = 8.0
+    cors_origins: str = "*"
+    node_id: str | None = None
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = _config("DATABASE_")
+
+    url: str | None = None
+    host: str | None = None
+    port: int = 5432
+    user: str = "postgres"
+    password: str | None = None
+    name: str = "postgres"
+    pool_min: int = Field(default=2, ge=0)
+    pool_max: PositiveInt = 10
+    timeout_s: PositiveFloat = 5.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url or self.host)
+
+    def dsn(self) -> str | None:
+        """The libpq-style URL asyncpg takes, or None when the embedded server should be used."""
+        if self.url:
+            return self.url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        if not self.host:
+            return None
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.name, safe='')}"
+
+
+class RedisSettings(BaseSettings):
+    model_config = _config("REDIS_")
+
+    url: str | None = None
+    host: str | None = None
+    port: int = 6379
+    password: str | None = None
+    db: int = Field(default=0, ge=0)
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.url or self.host)
+
+    def dsn(self) -> str | None:
+        if self.url:
+            return self.url
+        if not self.host:
+            return None
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
+
+
+class AuthSettings(BaseSettings):
+    model_config = _config()
+
+    auth_verifier: VerifierKind | None = None
+    marketplace_api_url: str | None = None
+    auth_verify_path: str = "/auth/me"
+    auth_verify_timeout_s: PositiveFloat = 3.0
+    jwt_secret: str | None = None
+    jwt_public_key: str | None = None
+    jwt_algorithms: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_user_id_claim: str = "sub"
+    jwt_leeway_s: float = Field(default=0.0, ge=0)
+    auth_cache_ttl_s: PositiveInt = 600
+    auth_expired_grace_s: float = Field(default=60.0, ge=0)
+
+
+class LimitSettings(BaseSettings):
+    model_config = _config()
+
+    max_message_length: PositiveInt = 4000
+    rate_limit_messages: int = Field(default=20, ge=0)
+    rate_limit_window_s: PositiveFloat = 10.0
+    rate_limit_chats: int = Field(default=10, ge=0)
+    rate_limit_chats_window_s: PositiveFloat = 60.0
+    typing_throttle_s: float = Field(default=2.0, ge=0)
+
+
+class SettingsError(Exception):
+    """The configuration cannot run a service; the message says what to set."""
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    server: ServerSettings
+    database: DatabaseSettings
+    redis: RedisSettings
+    auth: AuthSettings
+    limits: LimitSettings
+
+    @classmethod
+    def load(cls, env_file: str | Path | None = ".env", **server: Any) -> Settings:
+        """Read every section from the environment and `env_file`; `server` holds CLI overrides."""
+        kw: dict[str, Any] = {"_env_file": env_file}
+        return cls(
+            server=ServerSettings(**kw, **server),
+            database=DatabaseSettings(**kw),
+            redis=RedisSettings(**kw),
+            auth=AuthSettings(**kw),
+            limits=LimitSettings(**kw),
+        )
+
+    @property
+    def development(self) -> bool:
+        return self.server.chat_env is Environment.DEVELOPMENT
+
+    def verifier_kind(self) -> VerifierKind:
+        """Which verifier runs: explicit `AUTH_VERIFIER`, else a local key, else marketplace-api.
+
+        Outside development mode a service without any verifier refuses to start.
+        """
+        auth = self.auth
+        kind = auth.auth_verifier
+        if kind is None:
+            if auth.jwt_secret or auth.jwt_public_key:
+                kind = VerifierKind.LOCAL
+            elif auth.marketplace_api_url:
+                kind = VerifierKind.REMOTE
+            elif self.development:
+                kind = VerifierKind.LOCAL
+            else:
+                raise SettingsError(
+                    "no token verifier is configured: set JWT_SECRET (HS256) or JWT_PUBLIC_KEY "
+                    "(RS256/ES256) for local verification, or MARKETPLACE_API_URL for verification "
+                    "by marketplace-api; or run in development mode "
+                    "(CHAT_ENV=development / serve --dev)"
+                )
+        if kind is VerifierKind.REMOTE and not auth.marketplace_api_url:
+            raise SettingsError("AUTH_VERIFIER=remote needs MARKETPLACE_API_URL")
+        if (
+            kind is VerifierKind.LOCAL
+            and not (auth.jwt_secret or auth.jwt_public_key)
+            and not self.development
+        ):
+            raise SettingsError("AUTH_VERIFIER=local needs JWT_SECRET or JWT_PUBLIC_KEY")
+        return kind
+
+    def jwt_secret(self) -> str | None:
+        if self.auth.jwt_secret:
+            return self.auth.jwt_secret
+        if self.development and not self.auth.jwt_public_key:
+            return DEV_JWT_SECRET
+        return None

@@ -1,0 +1,1 @@
+"""Durable state: the `Storage` interface and its PostgreSQL implementation."""

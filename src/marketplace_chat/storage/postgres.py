@@ -1,0 +1,398 @@
+"""PostgreSQL storage on asyncpg: one statement per use case wherever the rules allow it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from marketplace_chat.errors import NotFound, Unavailable, ValidationFailed
+from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
+from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
+
+# Participants never change, so a bounded in-process map spares a query on every event.
+PARTICIPANTS_CACHE_SIZE = 100_000
+
+MESSAGE_COLUMNS = "id, chat_id, seq, sender_id, text, product_id, client_message_id, created_at"
+
+# A chat as one viewer ($2) sees it; the unread count reads only the (chat_id, seq) index.
+CHAT_SELECT = """
+SELECT c.id, c.buyer_id, c.seller_id, c.created_at, c.updated_at, c.last_seq,
+       ctx.product_id AS ctx_product_id,
+       m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.text AS m_text,
+       m.product_id AS m_product_id, m.client_message_id AS m_client_message_id,
+       m.created_at AS m_created_at,
+       (SELECT count(*) FROM chat.messages u
+         WHERE u.chat_id = c.id AND u.seq > COALESCE(r.seq, 0) AND u.sender_id <> $2) AS unread
+"""
+CHAT_JOINS = """
+LEFT JOIN chat.chat_context ctx ON ctx.chat_id = c.id
+LEFT JOIN chat.messages m ON m.chat_id = c.id AND m.seq = c.last_seq
+LEFT JOIN chat.read_pointers r ON r.chat_id = c.id AND r.user_id = $2
+"""
+
+GET_CHAT = f"{CHAT_SELECT} FROM chat.chats c {CHAT_JOINS} WHERE c.id = $1"
+
+# $1 user, $2 page size + 1, optional $3/$4 the cursor's (updated_at, id).
+LIST_CHATS = (
+    """
+WITH mine AS (
+  (SELECT id, updated_at FROM chat.chats WHERE buyer_id = $1 {cond}
+    ORDER BY updated_at DESC, id DESC LIMIT $3)
+  UNION ALL
+  (SELECT id, updated_at FROM chat.chats WHERE seller_id = $1 {cond}
+    ORDER BY updated_at DESC, id DESC LIMIT $3)
+), page AS (SELECT id FROM mine ORDER BY updated_at DESC, id DESC LIMIT $3)
+"""
+    + f"""{CHAT_SELECT} FROM page JOIN chat.chats c ON c.id = page.id {CHAT_JOINS}
+ORDER BY c.updated_at DESC, c.id DESC"""
+)
+LIST_CHATS_FIRST = LIST_CHATS.format(cond="")
+LIST_CHATS_AFTER = LIST_CHATS.format(cond="AND (updated_at, id) < ($4, $5)")
+
+# One statement, run in a transaction: a repeated client id returns the first message without
+# bumping seq; otherwise seq is bumped (locking the chat row) and the row inserted. When two
+# sends with the same client id race, the unique constraint makes the loser's insert a no-op and
+# the statement returns nothing: the caller rolls back (undoing the bump) and reads the winner.
+SEND = f"""
+WITH existing AS (
+  SELECT {MESSAGE_COLUMNS} FROM chat.messages
+   WHERE $6::text IS NOT NULL AND chat_id = $2 AND sender_id = $3 AND client_message_id = $6
+), bump AS (
+  UPDATE chat.chats SET last_seq = last_seq + 1, updated_at = $7
+   WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM existing)
+  RETURNING last_seq
+), ins AS (
+  INSERT INTO chat.messages ({MESSAGE_COLUMNS})
+  SELECT $1, $2, bump.last_seq, $3, $4, $5, $6, $7 FROM bump
+  ON CONFLICT (chat_id, sender_id, client_message_id) DO NOTHING
+  RETURNING {MESSAGE_COLUMNS}
+), ctx AS (
+  INSERT INTO chat.chat_context (chat_id, product_id, updated_at)
+  SELECT $2, $5, $7 FROM ins WHERE $5::bigint IS NOT NULL
+  ON CONFLICT (chat_id) DO UPDATE
+    SET product_id = EXCLUDED.product_id, updated_at = EXCLUDED.updated_at
+)
+SELECT {MESSAGE_COLUMNS}, true AS created FROM ins
+UNION ALL
+SELECT {MESSAGE_COLUMNS}, false AS created FROM existing
+"""
+
+SET_CONTEXT = """
+WITH ctx AS (
+  INSERT INTO chat.chat_context (chat_id, product_id, updated_at) VALUES ($1, $2, $3)
+  ON CONFLICT (chat_id) DO UPDATE
+    SET product_id = EXCLUDED.product_id, updated_at = EXCLUDED.updated_at
+)
+UPDATE chat.chats SET updated_at = $3 WHERE id = $1
+"""
+
+SYNC = f"""
+WITH mine AS (
+  SELECT c.id, c.last_seq, COALESCE(s.seq, r.seq, 0) AS from_seq, s.seq IS NOT NULL AS listed
+    FROM chat.chats c
+    LEFT JOIN unnest($2::uuid[], $3::int[]) AS s(chat_id, seq) ON s.chat_id = c.id
+    LEFT JOIN chat.read_pointers r ON r.chat_id = c.id AND r.user_id = $1
+   WHERE c.buyer_id = $1 OR c.seller_id = $1
+)
+SELECT mine.id AS sync_chat_id, m.*
+  FROM mine
+  LEFT JOIN LATERAL (
+    SELECT {MESSAGE_COLUMNS} FROM chat.messages
+     WHERE chat_id = mine.id AND seq > mine.from_seq ORDER BY seq LIMIT $4
+  ) m ON true
+ WHERE mine.listed OR mine.last_seq > mine.from_seq
+ ORDER BY mine.id, m.seq
+"""
+
+
+def _message(row: asyncpg.Record, prefix: str = "") -> Message:
+    return Message(
+        id=str(row[prefix + "id"]),
+        chat_id=str(row[prefix + "chat_id"]) if not prefix else str(row["id"]),
+        seq=row[prefix + "seq"],
+        sender_id=row[prefix + "sender_id"],
+        text=row[prefix + "text"],
+        product_id=row[prefix + "product_id"],
+        client_message_id=row[prefix + "client_message_id"],
+        created_at=row[prefix + "created_at"],
+    )
+
+
+def _chat(row: asyncpg.Record) -> Chat:
+    return Chat(
+        id=str(row["id"]),
+        buyer_id=row["buyer_id"],
+        seller_id=row["seller_id"],
+        product_id=row["ctx_product_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        last_message=_message(row, "m_") if row["m_id"] is not None else None,
+        unread_count=row["unread"],
+        last_seq=row["last_seq"],
+    )
+
+
+def encode_cursor(updated_at: datetime, chat_id: str) -> str:
+    micros = int(updated_at.timestamp() * 1_000_000)
+    return base64.urlsafe_b64encode(f"{micros}:{chat_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        micros, chat_id = raw.split(":", 1)
+        return datetime.fromtimestamp(int(micros) / 1_000_000, UTC), uuid.UUID(chat_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationFailed("before: not a cursor this service issued") from None
+
+
+class PostgresStorage:
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout = timeout_s
+        self._participants: OrderedDict[str, Participants] = OrderedDict()
+
+    @classmethod
+    async def connect(
+        cls, dsn: str, *, min_size: int, max_size: int, timeout_s: float
+    ) -> PostgresStorage:
+        try:
+            pool = await asyncpg.create_pool(
+                dsn,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=timeout_s,
+                timeout=timeout_s,
+                server_settings={"application_name": "marketplace-chat"},
+            )
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise Unavailable(f"PostgreSQL is not reachable: {type(exc).__name__}") from None
+        return cls(pool, timeout_s)
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+        """A pooled connection; every driver or network failure leaves as `Unavailable`."""
+        try:
+            async with self._pool.acquire(timeout=self._timeout) as conn:
+                yield conn
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+        ) as exc:
+            raise Unavailable("The database is unavailable") from exc
+
+    async def participants(self, chat_id: str) -> Participants | None:
+        cached = self._participants.get(chat_id)
+        if cached is not None:
+            return cached
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT buyer_id, seller_id FROM chat.chats WHERE id = $1", uuid.UUID(chat_id)
+            )
+        if row is None:
+            return None
+        found = Participants(chat_id, row["buyer_id"], row["seller_id"])
+        self._remember(found)
+        return found
+
+    def _remember(self, participants: Participants) -> None:
+        self._participants[participants.chat_id] = participants
+        if len(self._participants) > PARTICIPANTS_CACHE_SIZE:
+            self._participants.popitem(last=False)
+
+    async def create_chat(
+        self, buyer_id: int, seller_id: int, product_id: int | None, viewer: int, now: datetime
+    ) -> tuple[Chat, bool]:
+        async with self._conn() as conn, conn.transaction():
+            chat_id = await conn.fetchval(
+                "INSERT INTO chat.chats (id, buyer_id, seller_id, created_at, updated_at) "
+                "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (buyer_id, seller_id) DO NOTHING "
+                "RETURNING id",
+                uuid.uuid4(),
+                buyer_id,
+                seller_id,
+                now,
+            )
+            created = chat_id is not None
+            if not created:
+                chat_id = await conn.fetchval(
+                    "SELECT id FROM chat.chats WHERE buyer_id = $1 AND seller_id = $2",
+                    buyer_id,
+                    seller_id,
+                )
+            if product_id is not None:
+                await conn.execute(SET_CONTEXT, chat_id, product_id, now)
+            row = await conn.fetchrow(GET_CHAT, chat_id, viewer)
+        assert row is not None
+        chat = _chat(row)
+        self._remember(chat.participants)
+        return chat, created
+
+    async def get_chat(self, chat_id: str, viewer: int) -> Chat | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(GET_CHAT, uuid.UUID(chat_id), viewer)
+        return _chat(row) if row is not None else None
+
+    async def add_message(self, message: NewMessage) -> SendResult:
+        args = (
+            uuid.UUID(message.id),
+            uuid.UUID(message.chat_id),
+            message.sender_id,
+            message.text,
+            message.product_id,
+            message.client_message_id,
+            message.created_at,
+        )
+        async with self._conn() as conn:
+            row: asyncpg.Record | None = None
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(SEND, *args)
+                    if row is None:
+                        raise _LostRaceError
+            except _LostRaceError:
+                row = await conn.fetchrow(
+                    f"SELECT {MESSAGE_COLUMNS}, false AS created FROM chat.messages "
+                    "WHERE chat_id = $1 AND sender_id = $2 AND client_message_id = $3",
+                    args[1],
+                    message.sender_id,
+                    message.client_message_id,
+                )
+        if row is None:
+            raise NotFound("chatId: no such chat")
+        return SendResult(_message(row), created=row["created"])
+
+    async def list_chats(self, user_id: int, limit: int, before: str | None) -> ChatPage:
+        async with self._conn() as conn:
+            if before is None:
+                rows = await conn.fetch(LIST_CHATS_FIRST, user_id, user_id, limit + 1)
+            else:
+                at, after_id = decode_cursor(before)
+                rows = await conn.fetch(LIST_CHATS_AFTER, user_id, user_id, limit + 1, at, after_id)
+        chats = [_chat(row) for row in rows[:limit]]
+        next_cursor = None
+        if len(rows) > limit:
+            last = chats[-1]
+            next_cursor = encode_cursor(last.updated_at, last.id)
+        return ChatPage(chats, next_cursor)
+
+    async def history(
+        self, chat_id: str, before: str | None, after: str | None, limit: int
+    ) -> MessagePage:
+        cid = uuid.UUID(chat_id)
+        anchor_id = before or after
+        async with self._conn() as conn:
+            if anchor_id is not None:
+                anchor = await conn.fetchval(
+                    "SELECT seq FROM chat.messages WHERE id = $1 AND chat_id = $2",
+                    uuid.UUID(anchor_id),
+                    cid,
+                )
+                if anchor is None:
+                    field = "before" if before else "after"
+                    raise NotFound(f"{field}: no such message in this chat")
+            if after is not None:
+                rows = await conn.fetch(
+                    f"SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE chat_id = $1 AND seq > $2 "
+                    "ORDER BY seq LIMIT $3",
+                    cid,
+                    anchor,
+                    limit + 1,
+                )
+                return MessagePage([_message(r) for r in rows[:limit]], len(rows) > limit)
+            rows = await conn.fetch(
+                f"SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE chat_id = $1 AND seq < $2 "
+                "ORDER BY seq DESC LIMIT $3",
+                cid,
+                anchor if before is not None else 2**31 - 1,
+                limit + 1,
+            )
+        page = [_message(r) for r in rows[:limit]]
+        page.reverse()
+        return MessagePage(page, len(rows) > limit)
+
+    async def sync(
+        self, user_id: int, since: Mapping[str, int] | None, limit: int
+    ) -> Sequence[ChatSync]:
+        since = since or {}
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                SYNC,
+                user_id,
+                [uuid.UUID(c) for c in since],
+                list(since.values()),
+                limit + 1,
+            )
+        grouped: dict[str, list[Message]] = {}
+        for row in rows:
+            messages = grouped.setdefault(str(row["sync_chat_id"]), [])
+            if row["id"] is not None:
+                messages.append(_message(row))
+        return [
+            ChatSync(chat_id, messages[:limit], len(messages) > limit)
+            for chat_id, messages in grouped.items()
+        ]
+
+    async def mark_read(
+        self, chat_id: str, user_id: int, message_id: str, now: datetime
+    ) -> tuple[ReadReceipt, bool]:
+        cid, mid = uuid.UUID(chat_id), uuid.UUID(message_id)
+        async with self._conn() as conn:
+            seq = await conn.fetchval(
+                "SELECT seq FROM chat.messages WHERE id = $1 AND chat_id = $2", mid, cid
+            )
+            if seq is None:
+                raise NotFound("messageId: no such message in this chat")
+            row = await conn.fetchrow(
+                "INSERT INTO chat.read_pointers (chat_id, user_id, seq, message_id, read_at) "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (chat_id, user_id) DO UPDATE "
+                "SET seq = EXCLUDED.seq, message_id = EXCLUDED.message_id, "
+                "read_at = EXCLUDED.read_at WHERE chat.read_pointers.seq < EXCLUDED.seq "
+                "RETURNING seq, message_id, read_at",
+                cid,
+                user_id,
+                seq,
+                mid,
+                now,
+            )
+            moved = row is not None
+            if not moved:
+                row = await conn.fetchrow(
+                    "SELECT seq, message_id, read_at FROM chat.read_pointers "
+                    "WHERE chat_id = $1 AND user_id = $2",
+                    cid,
+                    user_id,
+                )
+        assert row is not None
+        receipt = ReadReceipt(chat_id, user_id, str(row["message_id"]), row["seq"], row["read_at"])
+        return receipt, moved
+
+    async def partners(self, user_id: int) -> list[int]:
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                "SELECT seller_id AS partner FROM chat.chats WHERE buyer_id = $1 "
+                "UNION SELECT buyer_id FROM chat.chats WHERE seller_id = $1",
+                user_id,
+            )
+        return [row["partner"] for row in rows]
+
+    async def ping(self) -> None:
+        async with self._conn() as conn:
+            await conn.fetchval("SELECT 1")
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+class _LostRaceError(Exception):
+    """A concurrent send with the same client message id committed first."""
