@@ -1,0 +1,48 @@
+# Developer commands. `make run` and `make test` work on a fresh machine with Python 3.11+.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+JS     := tests/e2e/js
+
+.PHONY: run test check fmt bench bench-queries install clean
+
+$(BIN)/marketplace-chat: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/marketplace-chat
+
+$(JS)/node_modules/.package-lock.json: $(JS)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then cd $(JS) && npm ci --silent --no-audit --no-fund; \
+	else echo "npm not found: the end-to-end tests will be skipped (CI=true makes them fail)"; fi
+
+## run: the service on port 3001 in development mode, on embedded PostgreSQL and Redis
+run: install
+	$(BIN)/marketplace-chat serve --dev
+
+## test: unit, integration and end-to-end tests
+test: install $(JS)/node_modules/.package-lock.json
+	$(BIN)/pytest
+
+## check: formatting, lint and types
+check: install
+	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src tests
+
+fmt: install
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+## bench: the load benchmark (service pinned to one core, the JS load generator on the other)
+bench: install $(JS)/node_modules/.package-lock.json
+	$(BIN)/python benchmarks/load.py
+
+## bench-queries: the query-cost benchmark on 100,000 chats and 2,000,000 messages
+bench-queries: install
+	$(BIN)/python benchmarks/queries.py
+
+clean:
+	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache
