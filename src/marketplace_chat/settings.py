@@ -35,6 +35,7 @@ def _config(prefix: str = "") -> SettingsConfigDict:
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
+        env_ignore_empty=True,
         frozen=True,
     )
 
