@@ -9,6 +9,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -29,7 +30,7 @@ from marketplace_chat.clock import Clock, SystemClock
 from marketplace_chat.errors import ChatError, ValidationFailed
 from marketplace_chat.gateway.namespace import ChatNamespace
 from marketplace_chat.gateway.notifier import SocketNotifier
-from marketplace_chat.gateway.server import ChatSocketServer, create_server
+from marketplace_chat.gateway.server import NAMESPACE, ChatSocketServer, create_server
 from marketplace_chat.metrics import Metrics
 from marketplace_chat.realtime.limits import RedisRateLimiter
 from marketplace_chat.realtime.presence import RedisPresence
@@ -91,10 +92,41 @@ def build_verifier(
     )
 
 
+@dataclass(slots=True)
+class ChatApp:
+    """The ASGI app (Socket.IO at /socket.io, namespace /chat; REST and operations beside it)
+    and the drain step a graceful shutdown runs before the server closes its connections."""
+
+    asgi: Any
+    _namespace: ChatNamespace | None = None
+    _service: ChatService | None = None
+    _sio: ChatSocketServer | None = None
+    _drain_timeout_s: float = 5.0
+
+    async def drain(self) -> None:
+        """Stop taking sockets, finish events in flight, clear this node's presence and typing,
+        and close the sockets at the transport, so that clients reconnect to another node."""
+        if self._namespace is None or self._service is None or self._sio is None:
+            return
+        sockets = await self._namespace.drain(self._drain_timeout_s)
+        try:
+            await self._service.stop_typing_here()
+            offline = await self._service.presence.leave(sockets)
+            await self._service.went_offline(offline)
+        except ChatError as exc:
+            log.warning("presence_cleanup_failed", error=exc.message)
+        for sid in sockets:
+            eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+            if eio_sid is not None:
+                with contextlib.suppress(Exception):
+                    await self._sio.eio.disconnect(eio_sid)
+        log.info("drained", sockets=len(sockets))
+
+
 def create_app(
     settings: Settings, database_dsn: str, redis_url: str, clock: Clock | None = None
-) -> Any:
-    """The ASGI app: Socket.IO at /socket.io (namespace /chat), REST and operations beside it."""
+) -> ChatApp:
+    """Build the app; its resources are opened and closed by the ASGI lifespan."""
     clock = clock or SystemClock()
     node_id = node_identity(settings)
     metrics = Metrics()
@@ -132,6 +164,7 @@ def create_app(
             grace_s=settings.auth.auth_expired_grace_s,
         )
         app.include_router(rest_router(service, verifier))
+        chat_app._namespace, chat_app._service, chat_app._sio = namespace, service, sio
         housekeeping = asyncio.create_task(_housekeeping(service, namespace, metrics))
         log.info("node_started", node_id=node_id)
         try:
@@ -140,7 +173,7 @@ def create_app(
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
-            await _leave(sio, service, namespace)
+            await chat_app.drain()
             await service.drain()
             await http.aclose()
             await storage.close()
@@ -172,7 +205,11 @@ def create_app(
         log.error("request_crashed", path=request.url.path, error=type(exc).__name__)
         return JSONResponse({"error": "Internal server error", "code": "INTERNAL_ERROR"}, 500)
 
-    return socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io")
+    chat_app = ChatApp(
+        socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io"),
+        _drain_timeout_s=settings.server.shutdown_timeout_s / 2,
+    )
+    return chat_app
 
 
 def _ping_db(api: FastAPI) -> Any:
@@ -206,18 +243,3 @@ async def _housekeeping(service: ChatService, namespace: ChatNamespace, metrics:
             metrics.backend_errors.labels("redis").inc()
             log.warning("housekeeping_failed", error=exc.message)
         await asyncio.sleep(HEARTBEAT_S)
-
-
-async def _leave(sio: ChatSocketServer, service: ChatService, namespace: ChatNamespace) -> None:
-    """Shutdown: refuse new sockets, forget this node's presence, close the sockets."""
-    namespace.accepting = False
-    sessions = namespace.sessions.users()
-    try:
-        offline = await service.presence.leave(sessions)
-        await service.went_offline(offline)
-    except ChatError as exc:
-        log.warning("presence_cleanup_failed", error=exc.message)
-    for sid in list(sessions):
-        namespace.sessions.remove(sid)
-        with contextlib.suppress(Exception):
-            await sio.disconnect(sid, namespace="/chat")

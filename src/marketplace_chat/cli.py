@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import jwt
@@ -117,6 +118,18 @@ def migrate(settings: Settings) -> int:
 def serve(settings: Settings) -> int:
     import uvicorn
 
+    class DrainingServer(uvicorn.Server):
+        """On SIGTERM, drains the chat (events in flight, presence, sockets) before uvicorn
+        closes its connections, so that long-polling requests do not hold the exit up."""
+
+        def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+            super().__init__(config)
+            self._drain = drain
+
+        async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+            await self._drain()
+            await super().shutdown(sockets)
+
     from marketplace_chat.app import create_app
     from marketplace_chat.storage.migrate import upgrade
 
@@ -125,7 +138,7 @@ def serve(settings: Settings) -> int:
             upgrade(dsn)
         app = create_app(settings, dsn, redis_url)
         config = uvicorn.Config(
-            app,
+            app.asgi,
             host=settings.server.host,
             port=settings.server.port,
             loop="uvloop" if sys.platform != "win32" else "asyncio",
@@ -143,5 +156,5 @@ def serve(settings: Settings) -> int:
             env=settings.server.chat_env.value,
             verifier=settings.verifier_kind().value,
         )
-        uvicorn.Server(config).run()
+        DrainingServer(config, app.drain).run()
     return 0

@@ -166,7 +166,11 @@ class ChatService:
             await self._notify.to_users(
                 [parts.buyer_id, parts.seller_id], "message:new", result.message.to_wire()
             )
-            await self._end_typing(parts, user_id)
+            # The message is committed: from here on nothing may turn the ack into a failure.
+            try:
+                await self._end_typing(parts, user_id)
+            except ChatError as exc:
+                log.warning("typing_stop_failed", error=exc.message)
         return result.message
 
     async def history(self, user_id: int, q: HistoryQuery) -> MessagePage:
@@ -302,6 +306,13 @@ class ChatService:
         task = asyncio.get_running_loop().create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def stop_typing_here(self) -> None:
+        """End every indicator this node started (shutdown): partners are told, keys cleared."""
+        for chat_id, user_id in list(self._typing):
+            parts = await self.storage.participants(chat_id)
+            if parts is not None:
+                await self._end_typing(parts, user_id)
 
     async def drain(self) -> None:
         """Wait for background work (presence announcements, typing expiries) to finish."""

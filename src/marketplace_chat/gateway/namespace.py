@@ -55,6 +55,9 @@ class ChatNamespace:
         self.sessions = Sessions(clock, leeway_s, grace_s, self._suspend, self._expel)
         self._refused: dict[str, AuthError] = {}
         self._background: set[asyncio.Task[None]] = set()
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.accepting = True
         self._handlers: dict[str, Handler] = {
             "chat:create": self._chat_create,
@@ -148,6 +151,16 @@ class ChatNamespace:
 
     def _wrap(self, event: str, handler: Handler | None) -> Callable[..., Awaitable[Any]]:
         async def on_event(sid: str, *args: Any) -> dict[str, Any]:
+            self._inflight += 1
+            self._idle.clear()
+            try:
+                return await handle(sid, *args)
+            finally:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._idle.set()
+
+        async def handle(sid: str, *args: Any) -> dict[str, Any]:
             started = time.perf_counter()
             data = args[0] if args else None
             try:
@@ -189,6 +202,22 @@ class ChatNamespace:
                 "exception", exc.to_exception_event(event), to=sid, namespace=NAMESPACE
             )
         return exc.to_ack(), exc.code.value
+
+    async def drain(self, timeout_s: float) -> dict[str, int]:
+        """Refuse new sockets, let the events in flight finish, and hand back this node's sockets.
+
+        The sessions are forgotten here, so the disconnects that follow do no per-socket work.
+        """
+        self.accepting = False
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout_s)
+        except TimeoutError:
+            log.warning("drain_timeout", events_in_flight=self._inflight)
+        sockets = self.sessions.users()
+        for sid in sockets:
+            self.sessions.remove(sid)
+        self._metrics.sockets.set(0)
+        return sockets
 
     def _session(self, sid: str) -> SocketSession:
         session = self.sessions.get(sid)
