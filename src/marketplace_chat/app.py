@@ -32,6 +32,7 @@ from marketplace_chat.gateway.namespace import ChatNamespace
 from marketplace_chat.gateway.notifier import SocketNotifier
 from marketplace_chat.gateway.server import NAMESPACE, ChatSocketServer, create_server
 from marketplace_chat.metrics import Metrics
+from marketplace_chat.realtime.connection import connect as connect_redis
 from marketplace_chat.realtime.limits import RedisRateLimiter
 from marketplace_chat.realtime.presence import RedisPresence
 from marketplace_chat.realtime.typing_state import RedisTypingState
@@ -131,7 +132,7 @@ def create_app(
     node_id = node_identity(settings)
     metrics = Metrics()
     sio = create_server(redis_url, REDIS_CHANNEL, settings.server.cors_origins)
-    redis = aioredis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=5)
+    redis = connect_redis(redis_url)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
