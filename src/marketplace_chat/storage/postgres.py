@@ -16,6 +16,7 @@ from asyncpg.pool import PoolConnectionProxy
 from marketplace_chat.errors import NotFound, Unavailable, ValidationFailed
 from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
+from marketplace_chat.storage.group_commit import GroupCommitter
 
 # Participants never change, so a bounded in-process map spares a query on every event.
 PARTICIPANTS_CACHE_SIZE = 100_000
@@ -155,9 +156,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 class PostgresStorage:
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float, *, group_commit: bool = True) -> None:
         self._pool = pool
         self._timeout = timeout_s
+        self._committer = (
+            GroupCommitter(pool, self._add_one, _message, timeout_s) if group_commit else None
+        )
         self._participants: OrderedDict[str, Participants] = OrderedDict()
 
     @classmethod
@@ -244,6 +248,19 @@ class PostgresStorage:
         return _chat(row) if row is not None else None
 
     async def add_message(self, message: NewMessage) -> SendResult:
+        if self._committer is None:
+            result = await self._add_one(message)
+        else:
+            try:
+                result = await self._committer.add(message)
+            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise Unavailable("The database is unavailable") from exc
+        if result is None:
+            raise NotFound("chatId: no such chat")
+        return result
+
+    async def _add_one(self, message: NewMessage) -> SendResult | None:
+        """The single-message path: one transaction, races on the client id settled in it."""
         args = (
             uuid.UUID(message.id),
             uuid.UUID(message.chat_id),
@@ -268,9 +285,7 @@ class PostgresStorage:
                     message.sender_id,
                     message.client_message_id,
                 )
-        if row is None:
-            raise NotFound("chatId: no such chat")
-        return SendResult(_message(row), created=row["created"])
+        return SendResult(_message(row), created=row["created"]) if row is not None else None
 
     async def list_chats(self, user_id: int, limit: int, before: str | None) -> ChatPage:
         async with self._conn() as conn:

@@ -1,0 +1,207 @@
+"""Group commit of message inserts.
+
+While one write is in flight, the sends that arrive queue up; the next write commits all of them
+in a single multi-row statement and transaction. Each caller still waits for the commit that
+holds its own row, so an ack never runs ahead of durability, and seq stays gapless and in commit
+order: the statement bumps each chat's `last_seq` by the number of its new rows and numbers them
+in arrival order.
+
+A batch that fails as a whole (a unique violation from a concurrent send of the same client id
+on another node, a deadlock between nodes) is rolled back and its messages are retried one by
+one on the single-message path, which settles such races row by row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from marketplace_chat.models import Message, SendResult
+from marketplace_chat.storage.base import NewMessage
+
+MAX_BATCH = 256  # rows per statement; bounds the statement's size and a batch's latency
+
+MESSAGE_COLUMNS = "id, chat_id, seq, sender_id, text, product_id, client_message_id, created_at"
+
+# $1..$7: the batch's columns, in arrival order. Chats are locked in id order so that two nodes'
+# batches cannot deadlock on each other.
+SEND_BATCH = f"""
+WITH input AS (
+  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::bigint[],
+                       $6::text[], $7::timestamptz[])
+         WITH ORDINALITY AS t(id, chat_id, sender_id, text, product_id, client_message_id,
+                              created_at, ord)
+), locked AS (
+  SELECT id FROM chat.chats WHERE id IN (SELECT chat_id FROM input) ORDER BY id FOR UPDATE
+), existing AS (
+  SELECT i.ord, m.id, m.chat_id, m.seq, m.sender_id, m.text, m.product_id, m.client_message_id,
+         m.created_at
+    FROM input i
+    JOIN chat.messages m ON m.chat_id = i.chat_id AND m.sender_id = i.sender_id
+                        AND m.client_message_id = i.client_message_id
+), fresh AS (
+  SELECT i.*, row_number() OVER (PARTITION BY i.chat_id ORDER BY i.ord) AS n
+    FROM input i
+   WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.ord = i.ord)
+     AND i.chat_id IN (SELECT id FROM locked)
+), counts AS (
+  SELECT chat_id, count(*) AS k, max(created_at) AS at FROM fresh GROUP BY chat_id
+), bump AS (
+  UPDATE chat.chats c
+     SET last_seq = c.last_seq + counts.k, updated_at = GREATEST(c.updated_at, counts.at)
+    FROM counts
+   WHERE c.id = counts.chat_id
+  RETURNING c.id, c.last_seq - counts.k AS base
+), ins AS (
+  INSERT INTO chat.messages ({MESSAGE_COLUMNS})
+  SELECT f.id, f.chat_id, b.base + f.n, f.sender_id, f.text, f.product_id, f.client_message_id,
+         f.created_at
+    FROM fresh f JOIN bump b ON b.id = f.chat_id
+  RETURNING {MESSAGE_COLUMNS}
+), ctx AS (
+  INSERT INTO chat.chat_context (chat_id, product_id, updated_at)
+  SELECT DISTINCT ON (chat_id) chat_id, product_id, created_at
+    FROM fresh WHERE product_id IS NOT NULL
+   ORDER BY chat_id, ord DESC
+  ON CONFLICT (chat_id) DO UPDATE
+    SET product_id = EXCLUDED.product_id, updated_at = EXCLUDED.updated_at
+)
+SELECT {MESSAGE_COLUMNS}, true AS created FROM ins
+UNION ALL
+SELECT {MESSAGE_COLUMNS}, false AS created FROM existing
+"""
+
+
+@dataclass(slots=True)
+class _Pending:
+    message: NewMessage
+    futures: list[asyncio.Future[SendResult | None]] = field(default_factory=list)
+
+
+Key = tuple[str, int, str]
+
+
+class GroupCommitter:
+    """One writer at a time; callers queue behind it and are committed together.
+
+    `write_one` is the single-message path used for the retries of a failed batch.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        write_one: Callable[[NewMessage], Awaitable[SendResult | None]],
+        to_message: Callable[[asyncpg.Record], Message],
+        timeout_s: float,
+    ) -> None:
+        self._pool = pool
+        self._write_one = write_one
+        self._to_message = to_message
+        self._timeout = timeout_s
+        self._queue: list[_Pending] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def add(self, message: NewMessage) -> SendResult | None:
+        """The committed message (or the first one with its client id); None: no such chat."""
+        future: asyncio.Future[SendResult | None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(message, [future]))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+            try:
+                await self._commit(_merge_duplicates(batch))
+            except BaseException as exc:  # every waiter must hear how its write ended
+                for pending in batch:
+                    for future in pending.futures:
+                        if not future.done():
+                            future.set_exception(exc)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+
+    async def _commit(self, batch: list[_Pending]) -> None:
+        rows: dict[int, asyncpg.Record] | None
+        try:
+            rows = await self._write_batch([p.message for p in batch])
+        except asyncpg.IntegrityConstraintViolationError:
+            rows = None
+        except asyncpg.DeadlockDetectedError:
+            rows = None
+        if rows is None:
+            for pending in batch:
+                _resolve(pending, await self._write_one(pending.message))
+            return
+        for ordinal, pending in enumerate(batch, start=1):
+            row = rows.get(ordinal)
+            result = SendResult(self._to_message(row), row["created"]) if row is not None else None
+            _resolve(pending, result)
+
+    async def _write_batch(self, messages: list[NewMessage]) -> dict[int, asyncpg.Record]:
+        ordinals = {m.id: i for i, m in enumerate(messages, start=1)}
+        async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+            records = await conn.fetch(
+                SEND_BATCH,
+                [uuid.UUID(m.id) for m in messages],
+                [uuid.UUID(m.chat_id) for m in messages],
+                [m.sender_id for m in messages],
+                [m.text for m in messages],
+                [m.product_id for m in messages],
+                [m.client_message_id for m in messages],
+                [m.created_at for m in messages],
+            )
+        by_ordinal: dict[int, asyncpg.Record] = {}
+        for record in records:
+            if record["created"]:
+                by_ordinal[ordinals[str(record["id"])]] = record
+        # A repeated client id returns the first message, whose id is not the new one's.
+        for i, m in enumerate(messages, start=1):
+            if i not in by_ordinal and m.client_message_id is not None:
+                for record in records:
+                    if not record["created"] and _same_key(record, m):
+                        by_ordinal[i] = record
+                        break
+        return by_ordinal
+
+
+def _same_key(record: asyncpg.Record, message: NewMessage) -> bool:
+    return (
+        str(record["chat_id"]) == message.chat_id
+        and record["sender_id"] == message.sender_id
+        and record["client_message_id"] == message.client_message_id
+    )
+
+
+def _merge_duplicates(batch: list[_Pending]) -> list[_Pending]:
+    """Sends of the same client id inside one batch share the first one's row."""
+    first: dict[Key, _Pending] = {}
+    merged: list[_Pending] = []
+    for pending in batch:
+        m = pending.message
+        if m.client_message_id is None:
+            merged.append(pending)
+            continue
+        key = (m.chat_id, m.sender_id, m.client_message_id)
+        if key in first:
+            first[key].futures.extend(pending.futures)
+        else:
+            first[key] = pending
+            merged.append(pending)
+    return merged
+
+
+def _resolve(pending: _Pending, result: SendResult | None) -> None:
+    """The first waiter of a merged group gets the result as committed; later ones, a repeat."""
+    for index, future in enumerate(pending.futures):
+        if future.done():
+            continue
+        if index and result is not None:
+            future.set_result(SendResult(result.message, created=False))
+        else:
+            future.set_result(result)
