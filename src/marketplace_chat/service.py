@@ -166,11 +166,14 @@ class ChatService:
             await self._notify.to_users(
                 [parts.buyer_id, parts.seller_id], "message:new", result.message.to_wire()
             )
+            # Only an indicator this node started is ended here, which spares the hot path a
+            # Redis call; one started through another node ends by that node's 10 s timer.
             # The message is committed: from here on nothing may turn the ack into a failure.
-            try:
-                await self._end_typing(parts, user_id)
-            except ChatError as exc:
-                log.warning("typing_stop_failed", error=exc.message)
+            if (parts.chat_id, user_id) in self._typing:
+                try:
+                    await self._end_typing(parts, user_id)
+                except ChatError as exc:
+                    log.warning("typing_stop_failed", error=exc.message)
         return result.message
 
     async def history(self, user_id: int, q: HistoryQuery) -> MessagePage:
