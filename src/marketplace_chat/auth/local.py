@@ -45,7 +45,17 @@ class LocalVerifier:
                 issuer=self._issuer,
                 audience=self._audience,
                 leeway=self._leeway,
-                options={"verify_aud": self._audience is not None, "verify_exp": False},
+                # sub and jti are not ours to police: marketplace-api may issue a numeric sub,
+                # which PyJWT (>= 2.10) would otherwise refuse as "Subject must be a string".
+                # Nor is iat: a token minted by a host whose clock runs a little ahead would be
+                # refused as "not yet valid" right after it was issued.
+                options={
+                    "verify_aud": self._audience is not None,
+                    "verify_exp": False,
+                    "verify_iat": False,
+                    "verify_sub": False,
+                    "verify_jti": False,
+                },
             )
         except jwt.PyJWTError:
             raise AuthError("Invalid token") from None

@@ -37,9 +37,17 @@ return redis.call('HLEN', KEYS[1])
 """
 
 # Returns -1 when the socket was already gone, 0 when it was the user's last, else the count left.
+# A user whose socket hash lapsed (no node refreshed it for ONLINE_TTL_S, e.g. every node was down)
+# but who is still in `online:users` has no socket left: they go offline too.
 DISCONNECT = """
 redis.call('HDEL', KEYS[4], ARGV[1])
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return -1 end
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('SREM', KEYS[3], ARGV[2]) == 1 then
+    redis.call('DEL', KEYS[2])
+    return 0
+  end
+  return -1
+end
 local left = redis.call('HKEYS', KEYS[1])
 if #left == 0 then
   redis.call('DEL', KEYS[2])

@@ -8,7 +8,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -141,8 +141,14 @@ def _chat(row: asyncpg.Record) -> Chat:
     )
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROSECOND = timedelta(microseconds=1)
+
+
 def encode_cursor(updated_at: datetime, chat_id: str) -> str:
-    micros = int(updated_at.timestamp() * 1_000_000)
+    # Integer arithmetic: a float timestamp can lose the last microsecond, and the cursor would
+    # then skip the chats that share the page's last updated_at.
+    micros = (updated_at - EPOCH) // MICROSECOND
     return base64.urlsafe_b64encode(f"{micros}:{chat_id}".encode()).decode().rstrip("=")
 
 
@@ -150,8 +156,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         micros, chat_id = raw.split(":", 1)
-        return datetime.fromtimestamp(int(micros) / 1_000_000, UTC), uuid.UUID(chat_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        return EPOCH + int(micros) * MICROSECOND, uuid.UUID(chat_id)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed("before: not a cursor this service issued") from None
 
 

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator
+
+import jwt
+import pytest
+import pytest_asyncio
+import redis.asyncio as aioredis
+
+from marketplace_chat.auth.base import Identity, expiry, unverified_claims
+from marketplace_chat.auth.cache import AUTH_CACHE_TTL_S, CachingVerifier, cache_key
+from marketplace_chat.errors import AuthError, ErrorCode
+
+from ..helpers import FakeClock, new_user_id
+
+pytestmark = pytest.mark.integration
+
+SECRET = "cache-tests-sign-with-this-" + "x" * 40
+
+
+class CountingVerifier:
+    """The verifier behind the cache: reads `sub` and `exp` unverified and counts its calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.fail_with: AuthError | None = None
+
+    async def verify(self, token: str) -> Identity:
+        self.calls.append(token)
+        if self.fail_with is not None:
+            raise self.fail_with
+        claims = unverified_claims(token) or {}
+        return Identity(int(claims.get("sub", 7)), expiry(claims))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def inner() -> CountingVerifier:
+    return CountingVerifier()
+
+
+@pytest.fixture
+def observed() -> list[bool]:
+    return []
+
+
+@pytest.fixture
+def cached(
+    inner: CountingVerifier, redis: aioredis.Redis, clock: FakeClock, observed: list[bool]
+) -> CachingVerifier:
+    return CachingVerifier(inner, redis, clock, observe=observed.append)
+
+
+def token(clock: FakeClock, user: int, exp_in_s: float | None = 3600) -> str:
+    claims: dict[str, object] = {"sub": str(user), "jti": uuid.uuid4().hex}
+    if exp_in_s is not None:
+        claims["exp"] = int(clock.now().timestamp() + exp_in_s)
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+async def test_second_verification_is_answered_from_the_cache(
+    cached: CachingVerifier, inner: CountingVerifier, clock: FakeClock, observed: list[bool]
+) -> None:
+    user = new_user_id()
+    t = token(clock, user)
+    first = await cached.verify(t)
+    second = await cached.verify(t)
+    assert first == second
+    assert second.user_id == user
+    assert second.expires_at == first.expires_at
+    assert inner.calls == [t]
+    assert observed == [False, True]
+
+
+async def test_cache_key_is_the_sha256_of_the_token_and_never_the_token(
+    cached: CachingVerifier, redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    user = new_user_id()
+    t = token(clock, user)
+    await cached.verify(t)
+    key = "auth:token:" + hashlib.sha256(t.encode()).hexdigest()
+    assert cache_key(t) == key
+    raw = await redis.get(key)
+    assert raw is not None
+    assert t.encode() not in raw
+    stored = json.loads(raw)
+    assert stored["userId"] == user
+    assert set(stored) == {"userId", "exp"}
+    async for found in redis.scan_iter(match=f"*{t[-24:]}*"):
+        pytest.fail(f"the raw token is part of a key: {found!r}")
+
+
+async def test_token_without_exp_is_cached_for_10_minutes(
+    cached: CachingVerifier, redis: aioredis.Redis
+) -> None:
+    opaque = f"opaque-{uuid.uuid4().hex}"
+    identity = await cached.verify(opaque)
+    assert identity.expires_at is None
+    assert AUTH_CACHE_TTL_S == 600
+    assert AUTH_CACHE_TTL_S - 5 <= await redis.ttl(cache_key(opaque)) <= AUTH_CACHE_TTL_S
+
+
+async def test_cache_never_outlives_the_tokens_exp(
+    cached: CachingVerifier, redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    t = token(clock, new_user_id(), exp_in_s=90)
+    await cached.verify(t)
+    assert 0 < await redis.ttl(cache_key(t)) <= 90
+
+
+async def test_token_expiring_within_a_second_is_not_cached(
+    cached: CachingVerifier, redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    exp = int(clock.now().timestamp()) + 2
+    t = jwt.encode({"sub": "5", "exp": exp}, SECRET, algorithm="HS256")
+    clock.advance(exp - clock.now().timestamp() - 0.5)
+    assert (await cached.verify(t)).user_id == 5
+    assert await redis.exists(cache_key(t)) == 0
+
+
+async def test_expired_token_is_refused_even_when_cached(
+    cached: CachingVerifier, inner: CountingVerifier, clock: FakeClock
+) -> None:
+    t = token(clock, new_user_id(), exp_in_s=120)
+    await cached.verify(t)
+    clock.advance(120)
+    with pytest.raises(AuthError) as caught:
+        await cached.verify(t)
+    assert caught.value.code is ErrorCode.TOKEN_EXPIRED
+    assert inner.calls == [t]
+
+
+async def test_failed_verification_is_not_cached(
+    cached: CachingVerifier, inner: CountingVerifier, redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    t = token(clock, new_user_id())
+    inner.fail_with = AuthError("Invalid token")
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            await cached.verify(t)
+    assert len(inner.calls) == 2
+    assert await redis.exists(cache_key(t)) == 0
+
+
+async def test_empty_token_is_token_required_without_asking(
+    cached: CachingVerifier, inner: CountingVerifier
+) -> None:
+    with pytest.raises(AuthError) as caught:
+        await cached.verify("  ")
+    assert caught.value.code is ErrorCode.TOKEN_REQUIRED
+    assert inner.calls == []
+
+
+@pytest_asyncio.fixture
+async def dead_redis() -> AsyncIterator[aioredis.Redis]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    client = aioredis.from_url(f"redis://127.0.0.1:{port}/0", socket_connect_timeout=0.5)
+    yield client
+    await client.aclose()
+
+
+async def test_unreachable_redis_only_means_asking_the_verifier_again(
+    inner: CountingVerifier, dead_redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    verifier = CachingVerifier(inner, dead_redis, clock)
+    t = token(clock, 5)
+    assert (await verifier.verify(t)).user_id == 5
+    assert (await verifier.verify(t)).user_id == 5
+    assert len(inner.calls) == 2

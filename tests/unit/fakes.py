@@ -1,0 +1,281 @@
+"""In-memory stand-ins for the service's collaborators, each keeping its interface's contract."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from marketplace_chat.errors import NotFound
+from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
+from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
+
+
+def new_user_id() -> int:
+    return random.randint(10**9, 10**12)
+
+
+class FakeClock:
+    """Starts at the real present (PyJWT checks `nbf`/`iat` on its own clock); moves on demand."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime.now(UTC).replace(microsecond=0)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+
+@dataclass
+class _StoredChat:
+    id: str
+    buyer_id: int
+    seller_id: int
+    product_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    messages: list[Message] = field(default_factory=list)
+    read_seq: dict[int, ReadReceipt] = field(default_factory=dict)
+
+
+class MemoryStorage:
+    """Storage in dicts: enough of the contract for the service's rules."""
+
+    def __init__(self) -> None:
+        self.chats: dict[str, _StoredChat] = {}
+        self.add_message_calls = 0
+
+    def _view(self, chat: _StoredChat, viewer: int) -> Chat:
+        read = chat.read_seq.get(viewer)
+        after = read.seq if read else 0
+        unread = sum(1 for m in chat.messages if m.seq > after and m.sender_id != viewer)
+        return Chat(
+            id=chat.id,
+            buyer_id=chat.buyer_id,
+            seller_id=chat.seller_id,
+            product_id=chat.product_id,
+            created_at=chat.created_at,
+            updated_at=chat.updated_at,
+            last_message=chat.messages[-1] if chat.messages else None,
+            unread_count=unread,
+            last_seq=len(chat.messages),
+        )
+
+    async def participants(self, chat_id: str) -> Participants | None:
+        chat = self.chats.get(chat_id)
+        return Participants(chat.id, chat.buyer_id, chat.seller_id) if chat else None
+
+    async def create_chat(
+        self, buyer_id: int, seller_id: int, product_id: int | None, viewer: int, now: datetime
+    ) -> tuple[Chat, bool]:
+        for chat in self.chats.values():
+            if (chat.buyer_id, chat.seller_id) == (buyer_id, seller_id):
+                if product_id is not None:
+                    chat.product_id = product_id
+                return self._view(chat, viewer), False
+        chat = _StoredChat(str(uuid.uuid4()), buyer_id, seller_id, product_id, now, now)
+        self.chats[chat.id] = chat
+        return self._view(chat, viewer), True
+
+    async def get_chat(self, chat_id: str, viewer: int) -> Chat | None:
+        chat = self.chats.get(chat_id)
+        return self._view(chat, viewer) if chat else None
+
+    async def add_message(self, message: NewMessage) -> SendResult:
+        self.add_message_calls += 1
+        chat = self.chats.get(message.chat_id)
+        if chat is None:
+            raise NotFound("chatId: no such chat")
+        for old in chat.messages:
+            if (
+                message.client_message_id is not None
+                and old.sender_id == message.sender_id
+                and old.client_message_id == message.client_message_id
+            ):
+                return SendResult(old, created=False)
+        stored = Message(
+            id=message.id,
+            chat_id=chat.id,
+            seq=len(chat.messages) + 1,
+            sender_id=message.sender_id,
+            text=message.text,
+            product_id=message.product_id,
+            client_message_id=message.client_message_id,
+            created_at=message.created_at,
+        )
+        chat.messages.append(stored)
+        chat.updated_at = message.created_at
+        if message.product_id is not None:
+            chat.product_id = message.product_id
+        return SendResult(stored, created=True)
+
+    async def list_chats(self, user_id: int, limit: int, before: str | None) -> ChatPage:
+        mine = [c for c in self.chats.values() if user_id in (c.buyer_id, c.seller_id)]
+        mine.sort(key=lambda c: c.updated_at, reverse=True)
+        return ChatPage([self._view(c, user_id) for c in mine[:limit]], None)
+
+    async def history(
+        self, chat_id: str, before: str | None, after: str | None, limit: int
+    ) -> MessagePage:
+        messages = self.chats[chat_id].messages
+        return MessagePage(messages[-limit:], len(messages) > limit)
+
+    async def sync(
+        self, user_id: int, since: Mapping[str, int] | None, limit: int
+    ) -> Sequence[ChatSync]:
+        return [
+            ChatSync(chat_id, self.chats[chat_id].messages[seq : seq + limit], False)
+            for chat_id, seq in (since or {}).items()
+        ]
+
+    async def mark_read(
+        self, chat_id: str, user_id: int, message_id: str, now: datetime
+    ) -> tuple[ReadReceipt, bool]:
+        chat = self.chats[chat_id]
+        found = next((m for m in chat.messages if m.id == message_id), None)
+        if found is None:
+            raise NotFound("messageId: no such message in this chat")
+        current = chat.read_seq.get(user_id)
+        if current is not None and current.seq >= found.seq:
+            return current, False
+        receipt = ReadReceipt(chat_id, user_id, found.id, found.seq, now)
+        chat.read_seq[user_id] = receipt
+        return receipt, True
+
+    async def partners(self, user_id: int) -> list[int]:
+        found: dict[int, None] = {}
+        for chat in self.chats.values():
+            if user_id in (chat.buyer_id, chat.seller_id):
+                found[chat.seller_id if chat.buyer_id == user_id else chat.buyer_id] = None
+        return list(found)
+
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    def rows(self, chat_id: str) -> list[Message]:
+        return list(self.chats[chat_id].messages)
+
+
+class MemoryPresence:
+    """Sockets per user; first and last are decided exactly as the Redis scripts decide them."""
+
+    def __init__(self) -> None:
+        self.sockets: dict[int, set[str]] = {}
+
+    async def connected(self, user_id: int, socket_id: str) -> bool:
+        held = self.sockets.setdefault(user_id, set())
+        held.add(socket_id)
+        return len(held) == 1
+
+    async def disconnected(self, user_id: int, socket_id: str) -> bool:
+        held = self.sockets.get(user_id, set())
+        if socket_id not in held:
+            return False
+        held.discard(socket_id)
+        if not held:
+            del self.sockets[user_id]
+            return True
+        return False
+
+    async def online(self, user_ids: Iterable[int]) -> list[int]:
+        return [u for u in dict.fromkeys(user_ids) if u in self.sockets]
+
+    async def refresh(self, sockets: Mapping[str, int]) -> None:
+        return None
+
+    async def reap_dead_nodes(self) -> list[int]:
+        return []
+
+    async def leave(self, sockets: Mapping[str, int]) -> list[int]:
+        return [u for s, u in sockets.items() if await self.disconnected(u, s)]
+
+
+class MemoryTypingState:
+    """Typing keys with the partner throttle measured on the fake clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self._clock = clock
+        self.tokens: dict[tuple[str, int], str] = {}
+        self._told_until: dict[tuple[str, int], datetime] = {}
+
+    async def start(self, chat_id: str, user_id: int, token: str, throttle_s: float) -> bool:
+        key = (chat_id, user_id)
+        self.tokens[key] = token
+        now = self._clock.now()
+        if throttle_s > 0 and now < self._told_until.get(key, now):
+            return False
+        self._told_until[key] = now + timedelta(seconds=throttle_s)
+        return True
+
+    async def stop(self, chat_id: str, user_id: int) -> bool:
+        self._told_until.pop((chat_id, user_id), None)
+        return self.tokens.pop((chat_id, user_id), None) is not None
+
+    async def expire(self, chat_id: str, user_id: int, token: str) -> bool:
+        current = self.tokens.get((chat_id, user_id))
+        if current is not None and current != token:
+            return False
+        self.tokens.pop((chat_id, user_id), None)
+        self._told_until.pop((chat_id, user_id), None)
+        return True
+
+
+class CountingLimiter:
+    """Admits `limit` actions per user and action, then answers a fixed wait."""
+
+    WAIT_MS = 4321
+
+    def __init__(self) -> None:
+        self.admitted: dict[tuple[str, int], int] = {}
+
+    async def admit(self, action: str, user_id: int, limit: int, window_s: float) -> int:
+        if limit <= 0:
+            return 0
+        count = self.admitted.get((action, user_id), 0)
+        if count >= limit:
+            return self.WAIT_MS
+        self.admitted[(action, user_id)] = count + 1
+        return 0
+
+
+@dataclass(frozen=True)
+class Sent:
+    """One delivery: `kind` is users / watchers / socket, `to` its target."""
+
+    kind: str
+    to: Any
+    event: str
+    payload: dict[str, Any]
+    skip: str | None = None
+
+
+class RecordingNotifier:
+    def __init__(self) -> None:
+        self.sent: list[Sent] = []
+
+    async def to_users(
+        self, user_ids: list[int], event: str, payload: dict[str, Any], *, skip: str | None = None
+    ) -> None:
+        self.sent.append(Sent("users", tuple(user_ids), event, payload, skip))
+
+    async def to_chat_watchers(
+        self, chat_id: str, user_id: int, event: str, payload: dict[str, Any]
+    ) -> None:
+        self.sent.append(Sent("watchers", (chat_id, user_id), event, payload))
+
+    async def to_socket(self, socket_id: str, event: str, payload: dict[str, Any]) -> None:
+        self.sent.append(Sent("socket", socket_id, event, payload))
+
+    def events(self, event: str) -> list[Sent]:
+        return [s for s in self.sent if s.event == event]
+
+    def clear(self) -> None:
+        self.sent.clear()
