@@ -27,7 +27,8 @@ async def test_start_sets_the_seed_key_for_at_most_10_seconds(redis: aioredis.Re
     chat, user = new_chat_id(), new_user_id()
     assert await typing.start(chat, user, "node-a:1", THROTTLE_S)
     key = f"chat:{chat}:typing:{user}"
-    assert await redis.get(key) == b"node-a:1"
+    assert await redis.exists(key)
+    assert await redis.get(key + ":owner") == b"node-a:1"
     assert 0 < await redis.pttl(key) <= TYPING_TTL_S * 1000
     assert TYPING_TTL_S == 10
 
@@ -41,7 +42,7 @@ async def test_repeats_inside_the_throttle_refresh_the_key_but_tell_no_one(
     assert await typing.start(chat, user, "t1", THROTTLE_S)
     await redis.pexpire(key, 1000)
     assert not await typing.start(chat, user, "t2", THROTTLE_S)
-    assert await redis.get(key) == b"t2"
+    assert await redis.get(key + ":owner") == b"t2"
     assert await redis.pttl(key) > 1000
     assert 0 < await redis.pttl(key + ":sent") <= THROTTLE_S * 1000
 
@@ -102,5 +103,23 @@ async def test_expire_leaves_an_indicator_another_start_took_over(redis: aioredi
     await typing.start(chat, user, "node-a:1", THROTTLE_S)
     await typing.start(chat, user, "node-b:7", THROTTLE_S)
     assert not await typing.expire(chat, user, "node-a:1")
-    assert await redis.get(typing_key(chat, user)) == b"node-b:7"
+    assert await redis.get(typing_key(chat, user) + ":owner") == b"node-b:7"
     assert await typing.expire(chat, user, "node-b:7")
+
+
+async def test_expire_after_an_explicit_stop_tells_no_one_again(redis: aioredis.Redis) -> None:
+    typing = RedisTypingState(redis)
+    chat, user = new_chat_id(), new_user_id()
+    await typing.start(chat, user, "node-a:1", THROTTLE_S)
+    assert await typing.stop(chat, user)
+    assert not await typing.expire(chat, user, "node-a:1")
+
+
+async def test_stop_after_the_seed_key_lapsed_still_tells_once(redis: aioredis.Redis) -> None:
+    typing = RedisTypingState(redis)
+    chat, user = new_chat_id(), new_user_id()
+    await typing.start(chat, user, "node-a:1", THROTTLE_S)
+    await redis.delete(typing_key(chat, user))  # the 10 s TTL ran out before the node's timer
+    assert await typing.stop(chat, user)
+    assert not await typing.expire(chat, user, "node-a:1")
+    assert not await typing.stop(chat, user)
