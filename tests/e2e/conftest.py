@@ -7,6 +7,7 @@ other settings overrides ``chat_server`` or starts its own with ``server_factory
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable
@@ -110,26 +111,53 @@ class ServerFactory:
         await server.start(rundir)
         return server
 
-    async def stop_all(self) -> None:
-        for server in self.servers:
-            await server.stop()
+    def retire_all(self, reaper: ServerReaper) -> None:
+        reaper.retire(self.servers)
+        self.servers = []
+
+
+class ServerReaper:
+    """Servers a test or module is done with get SIGTERM at once and drain while the next tests
+    run; the session's end waits for them all (SIGKILL after 10 s)."""
+
+    def __init__(self) -> None:
+        self.servers: list[ChatServer] = []
+
+    def retire(self, servers: list[ChatServer]) -> None:
+        for server in servers:
+            server.terminate()
+            self.servers.append(server)
+
+    async def reap(self) -> None:
+        await asyncio.gather(*(server.stop() for server in self.servers))
+
+
+@pytest_asyncio.fixture(scope="session")
+async def server_reaper() -> AsyncIterator[ServerReaper]:
+    reaper = ServerReaper()
+    yield reaper
+    await reaper.reap()
 
 
 @pytest_asyncio.fixture(scope="module")
 async def module_server_factory(
-    local_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+    local_env: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    server_reaper: ServerReaper,
 ) -> AsyncIterator[ServerFactory]:
     factory = ServerFactory(tmp_path_factory.mktemp("servers"), local_env)
     yield factory
-    await factory.stop_all()
+    factory.retire_all(server_reaper)
 
 
 @pytest_asyncio.fixture
-async def server_factory(local_env: dict[str, str], tmp_path: Path) -> AsyncIterator[ServerFactory]:
+async def server_factory(
+    local_env: dict[str, str], tmp_path: Path, server_reaper: ServerReaper
+) -> AsyncIterator[ServerFactory]:
     """Servers of one test (defaults: local verifier); ``await server_factory.start(**env)``."""
     factory = ServerFactory(tmp_path, local_env)
     yield factory
-    await factory.stop_all()
+    factory.retire_all(server_reaper)
 
 
 @pytest_asyncio.fixture(scope="module")

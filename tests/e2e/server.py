@@ -39,6 +39,7 @@ class ChatServer:
     env: dict[str, str | None]  # None: the variable is not set
     log_path: Path
     proc: asyncio.subprocess.Process | None = None
+    terminated: bool = False
 
     @property
     def url(self) -> str:
@@ -52,6 +53,7 @@ class ChatServer:
 
     async def start(self, workdir: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
+        env["PYTHONUNBUFFERED"] = "1"  # the log file is read while the server runs
         for key, value in self.env.items():
             if value is None:
                 env.pop(key, None)
@@ -100,14 +102,21 @@ class ChatServer:
             return False
         return response.status_code == 200
 
+    def terminate(self) -> None:
+        """Send SIGTERM (the start of a drain); :meth:`stop` waits for the end."""
+        # Only once: uvicorn takes a second signal as "exit now, skip the drain".
+        if self.proc is not None and self.proc.returncode is None and not self.terminated:
+            self.terminated = True
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signal.SIGTERM)
+
     async def stop(self) -> int | None:
         """SIGTERM, then SIGKILL after 10 s; returns the exit code."""
         proc = self.proc
         if proc is None:
             return None
         if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
+            self.terminate()
             try:
                 await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
             except TimeoutError:

@@ -67,7 +67,7 @@ WITH existing AS (
   SELECT {MESSAGE_COLUMNS} FROM chat.messages
    WHERE $6::text IS NOT NULL AND chat_id = $2 AND sender_id = $3 AND client_message_id = $6
 ), bump AS (
-  UPDATE chat.chats SET last_seq = last_seq + 1, updated_at = $7
+  UPDATE chat.chats SET last_seq = last_seq + 1, updated_at = GREATEST(updated_at, $7)
    WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM existing)
   RETURNING last_seq
 ), ins AS (
