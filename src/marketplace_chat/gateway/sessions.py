@@ -12,6 +12,9 @@ from urllib.parse import parse_qs
 from marketplace_chat.auth.base import Identity
 from marketplace_chat.clock import Clock
 
+# Fire just after the deadline rather than just before: the loop's timers round to milliseconds.
+TIMER_SLACK_S = 0.005
+
 
 @dataclass(slots=True)
 class SocketSession:
@@ -102,7 +105,7 @@ class Sessions:
         if session.expires_at is None:
             return
         deadline = session.expires_at + timedelta(seconds=self._leeway)
-        delay = max(0.0, (deadline - self._clock.now()).total_seconds())
+        delay = max(0.0, (deadline - self._clock.now()).total_seconds()) + TIMER_SLACK_S
         loop = asyncio.get_running_loop()
         session.timer = loop.call_later(delay, self._fire, session, self._on_expire, True)
 
@@ -112,8 +115,13 @@ class Sessions:
         action: Callable[[SocketSession], Coroutine[Any, Any, None]],
         then_grace: bool,
     ) -> None:
-        if self._by_sid.get(session.sid) is not session or not self.expired(session):
+        if self._by_sid.get(session.sid) is not session:
             return
+        if not self.expired(session):
+            if then_grace:
+                # The loop's clock can run a few ms ahead of the wall clock `exp` is read on.
+                self._arm(session)
+            return  # a refresh came in time
         if then_grace:
             loop = asyncio.get_running_loop()
             session.timer = loop.call_later(
