@@ -27,7 +27,7 @@ from marketplace_chat.auth.cache import CachingVerifier
 from marketplace_chat.auth.local import LocalVerifier
 from marketplace_chat.auth.remote import RemoteVerifier
 from marketplace_chat.clock import Clock, SystemClock
-from marketplace_chat.errors import ChatError, ValidationFailed
+from marketplace_chat.errors import ChatError, RateLimited, ValidationFailed
 from marketplace_chat.gateway.namespace import ChatNamespace
 from marketplace_chat.gateway.notifier import SocketNotifier
 from marketplace_chat.gateway.server import NAMESPACE, ChatSocketServer, create_server
@@ -191,6 +191,8 @@ def create_app(
 
     @api.exception_handler(ChatError)
     async def chat_error(request: Request, exc: ChatError) -> JSONResponse:
+        if isinstance(exc, RateLimited):
+            metrics.rate_limited.labels(exc.action).inc()
         status, body = exc.to_http()
         return JSONResponse(body, status_code=status)
 

@@ -88,9 +88,10 @@ class Unavailable(ChatError):
 class RateLimited(ChatError):
     code = ErrorCode.RATE_LIMITED
 
-    def __init__(self, message: str, retry_after_ms: int) -> None:
+    def __init__(self, message: str, retry_after_ms: int, action: str = "") -> None:
         super().__init__(message)
         self.retry_after_ms = retry_after_ms
+        self.action = action
 
     def to_ack(self) -> dict[str, Any]:
         return {**super().to_ack(), "retryAfterMs": self.retry_after_ms}

@@ -293,7 +293,7 @@ class ChatService:
     async def _admit(self, action: str, user_id: int, limit: int, window_s: float) -> None:
         wait_ms = await self._limiter.admit(action, user_id, limit, window_s)
         if wait_ms:
-            raise RateLimited(f"Too many {action} requests; retry later", wait_ms)
+            raise RateLimited(f"Too many {action} requests; retry later", wait_ms, action)
 
     def _spawn(self, work: Callable[[], Awaitable[None]]) -> None:
         """Run follow-up work in the background; its failures are logged, never lost silently."""

@@ -4,11 +4,9 @@ Bodies are the plain objects (no `{success, data}` wrapper); errors are `{error,
 HTTP status that matches the code.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Path, Query
 from fastapi.responses import JSONResponse
 
 from marketplace_chat.auth.base import Verifier
@@ -39,6 +37,10 @@ ERROR_SCHEMA = {
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: ERROR_SCHEMA for status in (401, 403, 404, 422, 429, 500, 503)
 }
+
+
+# FastAPI resolves these annotations at runtime, so this module keeps them as real objects.
+ChatIdPath = Annotated[str, Path(alias="chatId", description="a chat id (UUID)")]
 
 
 def _query(**values: object) -> dict[str, object]:
@@ -73,15 +75,15 @@ def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
         chat, created = await service.create_chat(user, parse(ChatCreate, body))
         return JSONResponse(chat.to_wire(), status_code=201 if created else 200)
 
-    @router.get("/chats/{chat_id}")
-    async def get_chat(user: User, chat_id: str) -> dict[str, Any]:
+    @router.get("/chats/{chatId}")
+    async def get_chat(user: User, chat_id: ChatIdPath) -> dict[str, Any]:
         ref = parse(ChatRef, {"chatId": chat_id})
         return (await service.get_chat(user, ref.chat_id)).to_wire()
 
-    @router.get("/chats/{chat_id}/messages")
+    @router.get("/chats/{chatId}/messages")
     async def history(
         user: User,
-        chat_id: str,
+        chat_id: ChatIdPath,
         limit: Annotated[int | None, Query(description="1–100, default 50")] = None,
         before: Annotated[str | None, Query(description="a message id")] = None,
         after: Annotated[str | None, Query(description="a message id")] = None,
@@ -91,20 +93,20 @@ def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
         page = await service.history(user, q)
         return {"messages": [m.to_wire() for m in page.messages], "hasMore": page.has_more}
 
-    @router.post("/chats/{chat_id}/messages", status_code=201)
+    @router.post("/chats/{chatId}/messages", status_code=201)
     async def send(
         user: User,
-        chat_id: str,
+        chat_id: ChatIdPath,
         body: Annotated[dict[str, Any], Body(examples=[{"text": "Is it still available?"}])],
     ) -> dict[str, Any]:
         """Send a message; delivered in real time like a socket send."""
         p = parse(MessageSend, {**_object(body), "chatId": chat_id})
         return (await service.send(user, p)).to_wire()
 
-    @router.post("/chats/{chat_id}/read")
+    @router.post("/chats/{chatId}/read")
     async def read(
         user: User,
-        chat_id: str,
+        chat_id: ChatIdPath,
         body: Annotated[dict[str, Any], Body(examples=[{"messageId": "…"}])],
     ) -> dict[str, Any]:
         """Move the caller's read pointer forward to a message."""

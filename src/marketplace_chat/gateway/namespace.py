@@ -11,7 +11,14 @@ import structlog
 
 from marketplace_chat.auth.base import Identity, Verifier
 from marketplace_chat.clock import Clock
-from marketplace_chat.errors import INTERNAL, AuthError, ChatError, ErrorCode, token_expired
+from marketplace_chat.errors import (
+    INTERNAL,
+    AuthError,
+    ChatError,
+    ErrorCode,
+    RateLimited,
+    token_expired,
+)
 from marketplace_chat.gateway.notifier import chat_room, user_room
 from marketplace_chat.gateway.server import ACK_REQUESTED, NAMESPACE, ChatSocketServer
 from marketplace_chat.gateway.sessions import Sessions, SocketSession, token_from_handshake
@@ -193,8 +200,8 @@ class ChatNamespace:
         return on_event
 
     async def _fail(self, sid: str, event: str, exc: ChatError) -> tuple[dict[str, Any], str]:
-        if exc.code is ErrorCode.RATE_LIMITED:
-            self._metrics.rate_limited.labels(event).inc()
+        if isinstance(exc, RateLimited):
+            self._metrics.rate_limited.labels(exc.action or event).inc()
         if exc.code is ErrorCode.INTERNAL_ERROR:
             self._metrics.backend_errors.labels("service").inc()
         if not ACK_REQUESTED.get():
