@@ -7,6 +7,8 @@ are used; otherwise the embedded servers are started in a temporary folder and s
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +19,14 @@ from marketplace_chat.storage.migrate import upgrade
 
 
 @pytest.fixture(scope="session")
-def _embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServers]:
-    servers = EmbeddedServers(Path(tmp_path_factory.mktemp("embedded")))
+def _embedded() -> Iterator[EmbeddedServers]:
+    # Not under pytest's tmp folder: pytest narrows its permissions at every start, and the
+    # embedded PostgreSQL runs as another system user when the tests run as root.
+    folder = Path(tempfile.mkdtemp(prefix="marketplace-chat-test-"))
+    servers = EmbeddedServers(folder)
     yield servers
     servers.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

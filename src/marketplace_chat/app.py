@@ -232,9 +232,10 @@ async def _housekeeping(service: ChatService, namespace: ChatNamespace, metrics:
     healthy = True
     while True:
         try:
-            full = not healthy or loop.time() - last_refresh >= PRESENCE_REFRESH_S
-            await service.presence.refresh(namespace.sessions.users() if full else {})
-            if full:
+            # A lapsed heartbeat means Redis lost our keys (a restart, however quick).
+            intact = await service.presence.heartbeat()
+            if not (healthy and intact) or loop.time() - last_refresh >= PRESENCE_REFRESH_S:
+                await service.presence.refresh(namespace.sessions.users())
                 last_refresh = loop.time()
             offline = await service.presence.reap_dead_nodes()
             if offline:

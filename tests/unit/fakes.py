@@ -188,6 +188,9 @@ class MemoryPresence:
     async def online(self, user_ids: Iterable[int]) -> list[int]:
         return [u for u in dict.fromkeys(user_ids) if u in self.sockets]
 
+    async def heartbeat(self) -> bool:
+        return True
+
     async def refresh(self, sockets: Mapping[str, int]) -> None:
         return None
 

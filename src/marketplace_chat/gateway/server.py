@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from contextvars import ContextVar
 from typing import Any
 
 import orjson
 import socketio
+
+from marketplace_chat.realtime.connection import connect
 
 NAMESPACE = "/chat"
 
@@ -37,10 +40,17 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
 
 
+class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
+    """python-socketio's Redis manager on this service's Redis client (blocking pool, Sentinel)."""
+
+    def _redis_connect(self) -> None:
+        self.redis = connect(self.redis_url, timeout_s=None)
+        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        self.connected = True
+
+
 def create_server(redis_url: str | None, channel: str, cors_origins: str) -> ChatSocketServer:
-    manager = (
-        socketio.AsyncRedisManager(redis_url, channel=channel) if redis_url is not None else None
-    )
+    manager = RedisManager(redis_url, channel=channel) if redis_url is not None else None
     origins: str | list[str] = (
         "*" if cors_origins.strip() == "*" else [o.strip() for o in cors_origins.split(",")]
     )
@@ -50,8 +60,10 @@ def create_server(redis_url: str | None, channel: str, cors_origins: str) -> Cha
         json=Codec,
         cors_allowed_origins=origins,
         always_connect=False,
-        logger=False,
-        engineio_logger=False,
+        # Loggers of our own, so the libraries add no plain-text handler: their lines go through
+        # the service's JSON logging like every other.
+        logger=logging.getLogger("socketio.server"),
+        engineio_logger=logging.getLogger("engineio.server"),
         # A payload is at most a message of a few kB; refuse megabytes at the transport.
         max_http_buffer_size=1_000_000,
     )

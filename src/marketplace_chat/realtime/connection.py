@@ -21,14 +21,30 @@ def redis_errors() -> Iterator[None]:
         raise Unavailable("Realtime state (Redis) is unavailable") from exc
 
 
-def connect(url: str, timeout_s: float = 5.0) -> aioredis.Redis:
+MAX_CONNECTIONS = 64  # per client; a burst waits for a free connection instead of failing
+POOL_WAIT_S = 5.0
+
+
+def connect(url: str, timeout_s: float | None = 5.0) -> aioredis.Redis:
     """A client for `redis://`, `rediss://`, `unix://` or `redis+sentinel://host:port,…/db/service`
-    (the same URL forms the Socket.IO Redis manager takes)."""
+    (the same URL forms the Socket.IO Redis manager takes).
+
+    Its pool blocks: under a burst of commands the surplus waits for a connection, where
+    redis-py's default pool would refuse with "Too many connections". `timeout_s` None leaves
+    reads unbounded, as a pub/sub listener needs.
+    """
     if url.startswith("redis+sentinel://"):
         sentinels, service, options = parse_redis_sentinel_url(url)
         sentinel = Sentinel(  # type: ignore[no-untyped-call]
-            sentinels, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, **options
+            sentinels, socket_timeout=timeout_s, socket_connect_timeout=5.0, **options
         )
         client: aioredis.Redis = sentinel.master_for(service or "mymaster")
         return client
-    return aioredis.from_url(url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT_S,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=5.0,
+    )
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it

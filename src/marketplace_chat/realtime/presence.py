@@ -97,8 +97,13 @@ class Presence(Protocol):
         """Those of `user_ids` that are online, in the given order."""
         ...
 
+    async def heartbeat(self) -> bool:
+        """Renew this node's heartbeat; False when it had lapsed (Redis restarted or lost it),
+        so that the caller re-asserts its sockets at once."""
+        ...
+
     async def refresh(self, sockets: Mapping[str, int]) -> None:
-        """Keep this node's users' keys alive and renew the node's heartbeat."""
+        """Keep (or put back) this node's users' keys and its sockets."""
         ...
 
     async def reap_dead_nodes(self) -> list[int]:
@@ -147,6 +152,13 @@ class RedisPresence:
         with redis_errors():
             flags = await self._redis.smismember(ONLINE_SET, [str(u) for u in ids])
         return [user for user, flag in zip(ids, flags, strict=True) if flag]
+
+    async def heartbeat(self) -> bool:
+        with redis_errors():
+            previous = await self._redis.set(
+                node_alive_key(self._node), "1", ex=NODE_HEARTBEAT_TTL_S, get=True
+            )
+        return previous is not None
 
     async def refresh(self, sockets: Mapping[str, int]) -> None:
         with redis_errors():

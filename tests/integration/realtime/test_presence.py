@@ -228,3 +228,15 @@ async def test_users_of_a_node_dead_longer_than_the_ttl_are_reaped_too(
         assert await live.online([user]) == []
     finally:
         await live.leave({})
+
+
+async def test_heartbeat_reports_a_lapsed_key_so_the_node_reasserts_its_sockets(
+    redis: aioredis.Redis,
+) -> None:
+    node = f"node-{uuid.uuid4().hex[:8]}"
+    presence = RedisPresence(redis, node)
+    assert not await presence.heartbeat()  # first beat: nothing was there
+    assert await presence.heartbeat()
+    await redis.delete(f"node:{node}:alive")  # as after a Redis restart
+    assert not await presence.heartbeat()
+    await redis.delete(f"node:{node}:alive")
