@@ -90,6 +90,7 @@ def build_verifier(
         ttl_s=auth.auth_cache_ttl_s,
         leeway_s=auth.jwt_leeway_s,
         observe=metrics.observe_cache,
+        lookup=settings.verifier_kind() is VerifierKind.REMOTE,
     )
 
 

@@ -140,8 +140,7 @@ def describe(exc: ValidationError) -> str:
 
 def iso(ts: datetime) -> str:
     """ISO-8601 UTC with milliseconds and a Z, the form the clients parse."""
-    ts = ts.astimezone(UTC)
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ts.microsecond // 1000:03d}Z"
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)

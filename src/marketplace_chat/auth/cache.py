@@ -34,8 +34,12 @@ class CachingVerifier:
         ttl_s: int = AUTH_CACHE_TTL_S,
         leeway_s: float = 0.0,
         observe: Callable[[bool], None] | None = None,
+        lookup: bool = True,
     ) -> None:
+        """`lookup` False (for a verifier cheaper than a Redis round trip, the local one) skips
+        reading the cache; verified tokens are still recorded in it."""
         self._inner = inner
+        self._lookup = lookup
         self._redis = redis
         self._clock = clock
         self._ttl = ttl_s
@@ -46,7 +50,7 @@ class CachingVerifier:
         token = require(token)
         refuse_if_expired(token, self._clock.now(), self._leeway)
         key = cache_key(token)
-        cached = await self._get(key)
+        cached = await self._get(key) if self._lookup else None
         if cached is not None:
             return cached
         identity = await self._inner.verify(token)
