@@ -144,6 +144,10 @@ def serve(settings: Settings) -> int:
             loop="uvloop" if sys.platform != "win32" else "asyncio",
             ws="websockets-sansio",
             ws_per_message_deflate=settings.server.ws_compression,
+            # Engine.IO pings every socket itself; a second, WebSocket-level keepalive per
+            # connection would only add timers and frames.
+            ws_ping_interval=None,
+            ws_ping_timeout=None,
             lifespan="on",
             access_log=False,
             log_config=None,
