@@ -24,15 +24,22 @@ MAX_CLIENT_MESSAGE_ID = 128
 MAX_TOKEN_LENGTH = 16_384
 
 
-def _positive_id(value: object) -> int:
-    """Accept a positive integer or a string of digits; bools, floats and the rest are refused."""
+def positive_id(value: object) -> int | None:
+    """A positive integer or a string of digits as an id; None for bools, floats and the rest."""
     if isinstance(value, bool):
-        raise ValueError("must be a positive integer")
+        return None
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
     if isinstance(value, int) and 0 < value <= MAX_ID:
         return value
-    raise ValueError("must be a positive integer")
+    return None
+
+
+def _positive_id(value: object) -> int:
+    parsed = positive_id(value)
+    if parsed is None:
+        raise ValueError("must be a positive integer")
+    return parsed
 
 
 def _uuid_str(value: object) -> str:

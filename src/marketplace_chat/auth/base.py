@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import jwt
 
 from marketplace_chat.errors import AuthError, ErrorCode, token_expired
-from marketplace_chat.models import MAX_TOKEN_LENGTH
+from marketplace_chat.models import MAX_TOKEN_LENGTH, positive_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,12 +66,4 @@ def refuse_if_expired(token: str, now: datetime, leeway_s: float) -> datetime | 
     return expires_at
 
 
-def user_id_from(value: object) -> int | None:
-    """A positive integer id, given as a number or a string of digits."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        value = int(value)
-    if isinstance(value, int) and 0 < value < 2**63:
-        return value
-    return None
+user_id_from = positive_id  # a user id in a token or an answer: the same rule as on the wire
