@@ -36,8 +36,14 @@ fmt: install
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
 
-## bench: the load benchmark (service pinned to one core, the JS load generator on the other)
-bench: install $(JS)/node_modules/.package-lock.json
+BENCH_JS := benchmarks/js
+
+$(BENCH_JS)/node_modules/.package-lock.json: $(BENCH_JS)/package-lock.json
+	cd $(BENCH_JS) && npm ci --silent --no-audit --no-fund
+
+## bench: the load benchmark (service pinned to one core, the JS load generator on the other);
+## it prints a table, writes benchmarks/results/load.json and fails when a target is missed
+bench: install $(BENCH_JS)/node_modules/.package-lock.json
 	$(BIN)/python benchmarks/load.py
 
 ## bench-queries: the query-cost benchmark on 100,000 chats and 2,000,000 messages
@@ -45,4 +51,4 @@ bench-queries: install
 	$(BIN)/python benchmarks/queries.py
 
 clean:
-	rm -rf $(VENV) $(JS)/node_modules .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(JS)/node_modules $(BENCH_JS)/node_modules .mypy_cache .ruff_cache .pytest_cache

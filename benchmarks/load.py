@@ -1,0 +1,1260 @@
+"""Load benchmark of marketplace-chat: the real service on one core, the official Socket.IO
+client on the other.
+
+    .venv/bin/python benchmarks/load.py [--scenario closed|open|idle|connect|all] [--duration S]
+                                        [--pairs N] [--json PATH] [--profile]
+
+Each scenario starts a fresh `python -m marketplace_chat serve` (pinned to core 0, production
+mode, local HS256 verifier, rate limits off) against the machine's PostgreSQL and Redis
+(BENCH_DATABASE_URL / BENCH_REDIS_URL), drives it with benchmarks/js/loadgen.mjs (pinned to core
+1; run `npm ci` in benchmarks/js first), checks every acknowledged message against PostgreSQL,
+prints one table and writes the figures as JSON (benchmarks/results/load.json).
+
+Scenarios:
+  closed   50 pairs; each alternates buyer -> seller -> buyer, the next send right after the ack
+  open     200 pairs at 5 messages/s each (1,000 msg/s offered) on a fixed schedule, acks or not
+  idle     5,000 idle authenticated sockets: server RSS per connection
+  connect  2,000 sockets at once: first attempt to the last `connect`
+
+Never part of the test suite. Users are fresh random ids on every run, so runs share no data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import jwt
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parent.parent
+JS_DIR = ROOT / "benchmarks" / "js"
+RESULTS_DIR = ROOT / "benchmarks" / "results"
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+SERVER_CORE = 0
+LOADGEN_CORE = 1
+STARTUP_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 15.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+MESSAGE_TEXT = "Hi! Is this still available? I could pick it up tomorrow after work."
+# The developer's shell must not change what the server sees.
+SCRUBBED_PREFIXES = (
+    "AUTH_",
+    "JWT_",
+    "RATE_LIMIT_",
+    "MARKETPLACE_",
+    "DATABASE_",
+    "REDIS_",
+    "CHAT_",
+    "LOG_",
+    "WS_",
+    "SHUTDOWN_",
+    "MIGRATE_",
+    "NODE_ID",
+    "MAX_MESSAGE",
+    "TYPING_",
+    "CORS_",
+)
+
+# The issue's targets.
+CLOSED_MIN_RATE = 3000.0  # acked msg/s
+CLOSED_MAX_P99_ACK_MS = 50.0
+OPEN_MAX_P99_DELIVERY_MS = 25.0
+IDLE_MAX_KB_PER_CONN = 35.0
+CONNECT_MAX_S = 3.0
+BACKGROUND_WARN_PCT = 10.0
+IDLE_WAIT_S = 45
+# After the window: how long to wait for the acks and deliveries still due.
+DRAIN_S = 15.0
+
+
+# -- the server -----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """One `python -m marketplace_chat serve`, pinned to SERVER_CORE, in an empty folder."""
+
+    secret: str
+    database_url: str
+    redis_url: str
+    log_path: Path
+    port: int = 0
+    proc: asyncio.subprocess.Process | None = None
+    workdir: tempfile.TemporaryDirectory[str] | None = None
+    stop_s: float | None = None  # SIGTERM to exit; None: killed after STOP_TIMEOUT_S
+    busy_after_s: float | None = None  # busy after the clients left, before SIGTERM
+
+    async def quiesce(self, max_s: float = 60.0) -> None:
+        """Lets the server finish what the clients' going left it (disconnects), so that the
+        SIGTERM that follows times the drain alone."""
+        self.busy_after_s = await busy_for(self.pid, max_s)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self) -> None:
+        self.port = free_port()
+        self.workdir = tempfile.TemporaryDirectory(prefix="chat-bench-")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
+        env.update(
+            PORT=str(self.port),
+            HOST="127.0.0.1",
+            DATABASE_URL=self.database_url,
+            REDIS_URL=self.redis_url,
+            CHAT_ENV="production",
+            AUTH_VERIFIER="local",
+            JWT_SECRET=self.secret,
+            RATE_LIMIT_MESSAGES="0",
+            RATE_LIMIT_CHATS="0",
+            LOG_LEVEL="WARNING",
+            PYTHONUNBUFFERED="1",
+        )
+        with self.log_path.open("wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                "taskset",
+                "-c",
+                str(SERVER_CORE),
+                sys.executable,
+                "-m",
+                "marketplace_chat",
+                "serve",
+                cwd=self.workdir.name,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                if self.proc.returncode is not None:
+                    raise RuntimeError(f"server exited at start-up; see {self.log_path}")
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"{self.url}/health")).status_code == 200:
+                        return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"server not healthy in {STARTUP_TIMEOUT_S} s")
+                await asyncio.sleep(0.1)
+
+    async def stop(self) -> int | None:
+        if self.proc is not None and self.proc.returncode is None:
+            started = time.monotonic()
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self.proc.wait(), STOP_TIMEOUT_S)
+                self.stop_s = time.monotonic() - started
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        if self.workdir is not None:
+            self.workdir.cleanup()
+            self.workdir = None
+        return None if self.proc is None else self.proc.returncode
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of the process (all its threads), in clock ticks."""
+    data = Path(f"/proc/{pid}/stat").read_text()
+    fields = data[data.rfind(")") + 2 :].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def core_times() -> dict[str, tuple[int, int]]:
+    """(busy, total) jiffies per core, from /proc/stat."""
+    out: dict[str, tuple[int, int]] = {}
+    for line in Path("/proc/stat").read_text().splitlines():
+        name, *rest = line.split()
+        if name.startswith("cpu") and name != "cpu":
+            v = [int(x) for x in rest]
+            idle = v[3] + v[4]
+            out[name] = (sum(v[:8]) - idle, sum(v[:8]))
+    return out
+
+
+async def busy_for(pid: int, max_s: float) -> float:
+    """Seconds until the process uses under 5% of a core over half a second (at most max_s)."""
+    started = time.monotonic()
+    while time.monotonic() - started < max_s:
+        a = cpu_ticks(pid)
+        await asyncio.sleep(0.5)
+        if (cpu_ticks(pid) - a) / CLK_TCK < 0.025:
+            break
+    return round(time.monotonic() - started - 0.5, 1)
+
+
+@dataclass
+class Sample:
+    wall: float
+    server_ticks: int
+    cores: dict[str, tuple[int, int]]
+
+    @staticmethod
+    def take(pid: int) -> Sample:
+        return Sample(time.monotonic(), cpu_ticks(pid), core_times())
+
+
+def cpu_summary(a: Sample, b: Sample) -> dict[str, Any]:
+    wall = b.wall - a.wall
+    server_s = (b.server_ticks - a.server_ticks) / CLK_TCK
+    cores = {}
+    for name, (busy, total) in b.cores.items():
+        busy0, total0 = a.cores.get(name, (0, 0))
+        cores[name] = round(100.0 * (busy - busy0) / max(1, total - total0), 1)
+    return {
+        "wallS": round(wall, 3),
+        "serverCpuS": round(server_s, 3),
+        "serverCpuPct": round(100.0 * server_s / wall, 1) if wall > 0 else None,
+        "coreBusyPct": cores,
+    }
+
+
+async def presence_missing(redis_url: str, user_ids: list[int]) -> int:
+    """How many of these users are not in `online:users`: a socket whose `connect` the client saw
+    is registered (PROTOCOL section 2), so every connected user must be there."""
+    client = aioredis.from_url(redis_url)
+    try:
+        found: list[int] = []
+        for i in range(0, len(user_ids), 1000):
+            chunk = [str(u) for u in user_ids[i : i + 1000]]
+            found += await client.smismember("online:users", chunk)
+    finally:
+        await client.aclose()
+    return sum(1 for f in found if not f)
+
+
+def log_summary(path: Path) -> dict[str, Any]:
+    """Warnings and errors in the server's log (JSON lines; other lines count as `unstructured`)."""
+    levels: Counter[str] = Counter()
+    events: Counter[str] = Counter()
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            levels["unstructured"] += 1
+            events[line[:60]] += 1
+            continue
+        if not isinstance(entry, dict):
+            continue
+        level = str(entry.get("level", "?"))
+        levels[level] += 1
+        if level not in ("debug", "info"):
+            events[str(entry.get("event"))] += 1
+    return {"levels": dict(levels), "topEvents": events.most_common(5)}
+
+
+def log_row(server: Server, log: dict[str, Any], presence: int | None) -> Row:
+    bad = {k: v for k, v in log["levels"].items() if k not in ("debug", "info")}
+    text = "server log: " + (
+        ", ".join(f"{v:,} {k}" for k, v in sorted(bad.items())) if bad else "no warnings/errors"
+    )
+    if log["topEvents"]:
+        text += " (" + "; ".join(f"{e} x{c:,}" for e, c in log["topEvents"][:3]) + ")"
+    if presence is not None:
+        text += f"; connected users missing from online:users: {presence:,}"
+    if server.busy_after_s:
+        text += f"; busy {server.busy_after_s:g} s after the clients left"
+    if server.stop_s is None:
+        text += f"; SIGTERM: still running after {STOP_TIMEOUT_S:g} s, killed"
+    else:
+        text += f"; SIGTERM: exited in {server.stop_s:.1f} s"
+    ok = not bad and not presence and server.stop_s is not None and server.stop_s <= 10
+    return Row(
+        "",
+        text,
+        "no warnings/errors, presence registered, exit <= 10 s after SIGTERM",
+        "PASS" if ok else "WARN",
+    )
+
+
+# -- users, tokens, chats -------------------------------------------------------------------------
+
+
+@dataclass
+class User:
+    id: int
+    token: str
+
+    def wire(self) -> dict[str, Any]:
+        return {"id": self.id, "token": self.token}
+
+
+def fresh_users(n: int, secret: str) -> list[User]:
+    """n users with ids no earlier run used (kept below 2**53 for the JS client)."""
+    base = random.randrange(10**12, 10**15)
+    now = int(time.time())
+    return [
+        User(
+            base + i,
+            jwt.encode(
+                {"sub": str(base + i), "iat": now, "exp": now + 7200}, secret, algorithm="HS256"
+            ),
+        )
+        for i in range(n)
+    ]
+
+
+@dataclass
+class Pair:
+    buyer: User
+    seller: User
+    chat_id: str = ""  # opened by the generator, with the buyer's `chat:create`
+
+
+# -- the load generator ---------------------------------------------------------------------------
+
+LineHandler = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def run_loadgen(
+    config: dict[str, Any],
+    scratch: Path,
+    on_phase: LineHandler,
+    on_barrier: LineHandler,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Runs loadgen.mjs pinned to LOADGEN_CORE; barrier lines are answered once `on_barrier` is
+    done with them. Returns the generator's result file. A generator still running after
+    `timeout_s` is killed, and the scenario fails."""
+    out = scratch / f"{config['scenario']}-result.json"
+    cfg_path = scratch / f"{config['scenario']}-config.json"
+    cfg_path.write_text(json.dumps({**config, "out": str(out)}))
+    stderr_path = RESULTS_DIR / f"loadgen-{config['scenario']}.stderr"
+    node = shutil.which("node") or "node"
+    with stderr_path.open("wb") as err:
+        proc = await asyncio.create_subprocess_exec(
+            "taskset",
+            "-c",
+            str(LOADGEN_CORE),
+            node,
+            # e.g. BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile the generator
+            *os.environ.get("BENCH_NODE_ARGS", "").split(),
+            str(JS_DIR / "loadgen.mjs"),
+            str(cfg_path),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=err,
+            limit=1 << 20,
+        )
+    assert proc.stdout is not None
+    assert proc.stdin is not None
+    stdin, stdout = proc.stdin, proc.stdout
+
+    async def follow() -> bool:
+        async for raw in stdout:
+            try:
+                line = json.loads(raw)
+            except json.JSONDecodeError:
+                continue
+            kind = line.get("type")
+            if kind == "phase":
+                await on_phase(line)
+            elif kind == "barrier":
+                await on_barrier(line)
+                stdin.write(b"go\n")
+                await stdin.drain()
+            elif kind == "done":
+                return True
+            elif kind == "fatal":
+                raise RuntimeError(f"loadgen failed: {line.get('error')}")
+        return False
+
+    try:
+        done = await asyncio.wait_for(follow(), timeout_s)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    except TimeoutError:
+        raise RuntimeError(f"loadgen still running after {timeout_s:.0f} s; killed") from None
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    if not done or code != 0:
+        tail = stderr_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"loadgen exited with {code}: {tail}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    return result
+
+
+# -- statistics -----------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest rank on sorted values."""
+    if not values:
+        return math.nan
+    return values[max(0, math.ceil(p / 100.0 * len(values)) - 1)]
+
+
+def latency(values: list[float], unanswered: int = 0) -> dict[str, Any]:
+    """Percentiles in ms; what never got an answer counts as infinitely late (null in JSON)."""
+    v = sorted(values) + [math.inf] * unanswered
+
+    def at(p: float) -> float | None:
+        x = percentile(v, p)
+        return None if math.isinf(x) or math.isnan(x) else round(x, 3)
+
+    return {
+        "n": len(values),
+        "unanswered": unanswered,
+        "p50": at(50),
+        "p95": at(95),
+        "p99": at(99),
+        "max": at(100),
+        "mean": round(sum(values) / len(values), 3) if values else None,
+    }
+
+
+def fmt_lat(s: dict[str, Any]) -> str:
+    def one(x: float | None) -> str:
+        return "inf" if x is None else f"{x:.1f}"
+
+    text = "/".join(one(s[k]) for k in ("p50", "p95", "p99", "max")) + " ms"
+    if s["unanswered"]:
+        text += f" ({s['unanswered']:,} never answered)"
+    return text
+
+
+# -- checks against PostgreSQL --------------------------------------------------------------------
+
+
+async def verify_messages(
+    database_url: str, pairs: list[Pair], rec: dict[str, list[Any]], tag: str
+) -> dict[str, Any]:
+    """Every acked message is in chat.messages exactly once, as acked; no duplicate
+    (chat_id, client_message_id); seq gapless per chat and equal to chats.last_seq."""
+    chat_ids = [p.chat_id for p in pairs]
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT id::text AS id, chat_id::text AS chat_id, seq, sender_id, client_message_id"
+            " FROM chat.messages WHERE chat_id = ANY($1::uuid[])",
+            chat_ids,
+        )
+        chats = await conn.fetch(
+            "SELECT id::text AS id, last_seq FROM chat.chats WHERE id = ANY($1::uuid[])", chat_ids
+        )
+    finally:
+        await conn.close()
+
+    by_id: dict[str, asyncpg.Record] = {}
+    id_rows: Counter[str] = Counter()
+    per_key: Counter[tuple[str, str | None]] = Counter()
+    seqs: dict[str, list[int]] = {c: [] for c in chat_ids}
+    for r in rows:
+        by_id[r["id"]] = r
+        id_rows[r["id"]] += 1
+        per_key[(r["chat_id"], r["client_message_id"])] += 1
+        seqs[r["chat_id"]].append(r["seq"])
+
+    acked_cmids: set[str] = set()
+    missing = mismatched = 0
+    ack_ids: Counter[str] = Counter()
+    for i, ok in enumerate(rec["ok"]):
+        if not ok:
+            continue
+        cmid = f"{tag}-{i}"
+        acked_cmids.add(cmid)
+        pair = pairs[rec["pair"][i]]
+        sender = pair.buyer.id if rec["fromBuyer"][i] else pair.seller.id
+        mid = rec["id"][i]
+        ack_ids[mid] += 1
+        row = by_id.get(mid)
+        if row is None:
+            missing += 1
+        elif (
+            row["chat_id"] != pair.chat_id
+            or row["client_message_id"] != cmid
+            or row["seq"] != rec["seq"][i]
+            or row["sender_id"] != sender
+        ):
+            mismatched += 1
+    gaps = 0
+    last_seq_off = 0
+    last_seq = {r["id"]: r["last_seq"] for r in chats}
+    for chat_id, s in seqs.items():
+        s.sort()
+        if s != list(range(1, len(s) + 1)):
+            gaps += 1
+        if last_seq.get(chat_id) != len(s):
+            last_seq_off += 1
+    return {
+        "rows": len(rows),
+        "ackedMessages": sum(1 for ok in rec["ok"] if ok),
+        "missing": missing,
+        "notAsAcked": mismatched,
+        "sameIdAckedTwice": sum(n - 1 for n in ack_ids.values() if n > 1),
+        "duplicateRows": sum(n - 1 for n in per_key.values() if n > 1)
+        + sum(n - 1 for n in id_rows.values() if n > 1),
+        "rowsNotAcked": sum(1 for r in rows if r["client_message_id"] not in acked_cmids),
+        "chatsWithSeqGaps": gaps,
+        "chatsLastSeqOff": last_seq_off,
+    }
+
+
+# -- scenarios ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    scenario: str
+    figures: str
+    target: str
+    verdict: str  # PASS, FAIL, WARN (beyond the issue's targets) or "" (information)
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    secret: str
+    database_url: str
+    redis_url: str
+    scratch: Path
+    rows: list[Row] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def server(self, name: str) -> Server:
+        return Server(
+            self.secret, self.database_url, self.redis_url, RESULTS_DIR / f"server-{name}.log"
+        )
+
+    async def background(self, scenario: str, server: Server) -> dict[str, float]:
+        """Waits (up to IDLE_WAIT_S) for the fresh server to go idle: a node that died without
+        cleaning up (an earlier run's server killed after SIGTERM) is reaped by the live nodes,
+        which costs them CPU. Then how busy the cores are with no load yet: other work on the
+        machine (another job, autovacuum) makes every figure of the scenario worse."""
+        waited = 0
+        while True:
+            a = Sample.take(server.pid)
+            await asyncio.sleep(1.0)
+            b = Sample.take(server.pid)
+            own = round(100.0 * (b.server_ticks - a.server_ticks) / CLK_TCK / (b.wall - a.wall), 1)
+            if own < 5.0 or waited >= IDLE_WAIT_S:
+                break
+            waited += 1
+        busy = cpu_summary(a, b)["coreBusyPct"]
+        if waited:
+            self.warnings.append(f"{scenario}: waited {waited} s for the fresh server to go idle")
+        if max(busy.values(), default=0.0) > BACKGROUND_WARN_PCT:
+            self.warnings.append(
+                f"{scenario}: cores busy before the load started ("
+                + ", ".join(f"{k} {v}%" for k, v in busy.items())
+                + f"; the idle server itself {own}%): something else runs on this machine, "
+                "the figures are pessimistic"
+            )
+        return {**busy, "server": own, "waitedForIdleS": waited}
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+@dataclass
+class Profiler:
+    """py-spy on the server from `start` to `stop`; collapsed stacks in results/NAME-profile.txt."""
+
+    name: str
+    proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def out(self) -> Path:
+        return RESULTS_DIR / f"{self.name}-profile.txt"
+
+    async def start(self, pid: int) -> None:
+        bindir = Path(sys.executable).parent
+        pyspy = shutil.which("py-spy", path=f"{bindir}:{os.environ.get('PATH', '')}")
+        if pyspy is None:
+            print("--profile: no py-spy (pip install py-spy into the venv)", file=sys.stderr)
+            return
+        self.out.unlink(missing_ok=True)
+        self.proc = await asyncio.create_subprocess_exec(
+            pyspy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "100",
+            "--format",
+            "raw",
+            "--output",
+            str(self.out),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+
+    async def stop(self) -> dict[str, Any] | None:
+        """Ends the recording (py-spy writes its file on SIGINT); the top frames."""
+        if self.proc is None:
+            return None
+        if self.proc.returncode is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                await asyncio.wait_for(self.proc.wait(), 30)
+            except TimeoutError:
+                self.proc.kill()
+                await self.proc.wait()
+        self.proc = None
+        if not self.out.exists():
+            return None
+        return {"file": str(self.out), **top_frames(self.out)}
+
+
+LIBRARIES = frozenset(
+    [
+        "asyncio",
+        "socketio",
+        "engineio",
+        "uvicorn",
+        "websockets",
+        "h11",
+        "redis",
+        "asyncpg",
+        "json",
+        "orjson",
+        "pydantic",
+        "pydantic_core",
+        "structlog",
+        "jwt",
+        "prometheus_client",
+        "email",
+        "importlib",
+        "re",
+        "uuid",
+        "logging",
+    ]
+)
+
+
+SERVICE_DIR = ROOT / "src" / "marketplace_chat"
+# py-spy names the service's files relative to the package: `models.py`, `gateway/server.py`.
+SERVICE_NAMES = (
+    frozenset(p.name for p in SERVICE_DIR.iterdir()) if SERVICE_DIR.is_dir() else frozenset()
+)
+
+
+def frame_package(frame: str) -> str:
+    """`func (socketio/packet.py:176)` -> socketio; the service's own files -> marketplace_chat;
+    the standard library's single modules (`uuid.py`) -> python."""
+    where = frame[frame.rfind("(") + 1 :].rsplit(":", 1)[0]
+    if where.startswith("<frozen"):
+        return "python"
+    top = where.split("/", 1)[0]
+    if top in LIBRARIES:
+        return top
+    if top in SERVICE_NAMES:
+        return "marketplace_chat"
+    return "python" if "/" not in where else top
+
+
+def top_frames(collapsed: Path, n: int = 20) -> dict[str, Any]:
+    """Self and inclusive shares of the frames in py-spy's collapsed stacks."""
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
+    total = 0
+    for line in collapsed.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        k = int(count)
+        total += k
+        frames = stack.split(";")
+        own[frames[-1]] += k
+        packages[frame_package(frames[-1])] += k
+        for f in set(frames):
+            incl[f] += k
+    share = 100.0 / max(1, total)
+    # The frames every sample has (runpy, uvicorn, the event loop's run) say nothing.
+    below = [(f, c) for f, c in incl.most_common() if c < 0.95 * total]
+    return {
+        "samples": total,
+        "self": [(f, round(c * share, 1)) for f, c in own.most_common(n)],
+        "selfByPackage": [(f, round(c * share, 1)) for f, c in packages.most_common()],
+        "inclusive": [(f, round(c * share, 1)) for f, c in below[:n]],
+    }
+
+
+async def message_scenario(ctx: Context, mode: str) -> None:
+    args = ctx.args
+    n_pairs = args.pairs or (50 if mode == "closed" else 200)
+    users = fresh_users(2 * n_pairs, ctx.secret)
+    pairs = [Pair(users[2 * k], users[2 * k + 1]) for k in range(n_pairs)]
+    tag = f"{mode[0]}{secrets.token_hex(4)}"
+    server = ctx.server(mode)
+    samples: dict[str, Sample] = {}
+    profiler = Profiler(mode)
+    profile: dict[str, Any] | None = None
+    presence: int | None = None
+
+    async def on_phase(line: dict[str, Any]) -> None:
+        nonlocal profile, presence
+        name = line.get("name")
+        if name == "connected":
+            presence = await presence_missing(ctx.redis_url, [u.id for u in users])
+        if name in ("measure-start", "measure-end"):
+            samples[name] = Sample.take(server.pid)
+        if name == "measure-start" and args.profile:
+            await profiler.start(server.pid)
+        if name == "measure-end" and args.profile:
+            profile = await profiler.stop()
+
+    async def no_barrier(line: dict[str, Any]) -> None:
+        return None
+
+    await server.start()
+    try:
+        background = await ctx.background(mode, server)
+        config = {
+            "scenario": mode,
+            "url": server.url,
+            "tag": tag,
+            "pairs": [{"buyer": p.buyer.wire(), "seller": p.seller.wire()} for p in pairs],
+            "warmupMs": int(args.warmup * 1000),
+            "durationMs": int(args.duration * 1000),
+            "drainMs": int(DRAIN_S * 1000),
+            "ratePerPair": args.rate,
+            "text": MESSAGE_TEXT,
+        }
+        limit = args.warmup + args.duration + DRAIN_S + 120
+        out = await run_loadgen(config, ctx.scratch, on_phase, no_barrier, limit)
+        await server.quiesce()
+    finally:
+        await profiler.stop()
+        exit_code = await server.stop()
+    if "records" not in out:
+        raise RuntimeError(f"{mode}: {out.get('error')} {out.get('counters')}")
+
+    for pair, chat_id in zip(pairs, out["chatIds"], strict=True):
+        pair.chat_id = chat_id
+    rec: dict[str, list[Any]] = out["records"]
+    ws, we = out["windowStart"], out["windowEnd"]
+    dur_s = (we - ws) / 1000.0
+    n = len(rec["emitT"])
+    in_window = [i for i in range(n) if ws <= rec["emitT"][i] < we]
+    ack_ms = [rec["ackT"][i] - rec["emitT"][i] for i in in_window if rec["ackT"][i] is not None]
+    del_ms = [rec["delT"][i] - rec["emitT"][i] for i in in_window if rec["delT"][i] is not None]
+    acked_in_window = sum(
+        1
+        for i in range(n)
+        if rec["ok"][i] and rec["ackT"][i] is not None and ws <= rec["ackT"][i] < we
+    )
+    errors: Counter[str] = Counter()
+    for i in range(n):
+        if not rec["ok"][i]:
+            errors[rec["err"][i] or "NO_ACK"] += 1
+    for kind, counts in out["counters"].items():
+        for key, c in counts.items():
+            errors[f"{kind}:{key}"] += c
+    acked = [i for i in range(n) if rec["ok"][i]]
+    delivery = {
+        "lost": sum(1 for i in acked if rec["delCount"][i] == 0),
+        "duplicate": sum(rec["delCount"][i] - 1 for i in acked if rec["delCount"][i] > 1),
+        "wrongId": sum(
+            1 for i in acked if rec["delCount"][i] > 0 and rec["delId"][i] != rec["id"][i]
+        ),
+        "ofUnacked": sum(1 for i in range(n) if not rec["ok"][i] and rec["delCount"][i] > 0),
+        "senderEchoNotOnce": sum(1 for i in acked if rec["echo"][i] != 1),
+        "foreign": out["foreignDeliveries"],
+    }
+    db = await verify_messages(ctx.database_url, pairs, rec, tag)
+    cpu = cpu_summary(samples["measure-start"], samples["measure-end"]) if len(samples) == 2 else {}
+    rate = acked_in_window / dur_s
+    per_cpu_s = acked_in_window / cpu["serverCpuS"] if cpu.get("serverCpuS") else None
+    ack_lat = latency(ack_ms, len(in_window) - len(ack_ms))
+    del_lat = latency(del_ms, len(in_window) - len(del_ms))
+    integrity_bad = (
+        db["missing"]
+        + db["notAsAcked"]
+        + db["sameIdAckedTwice"]
+        + db["duplicateRows"]
+        + db["chatsWithSeqGaps"]
+        + db["chatsLastSeqOff"]
+        + delivery["lost"]
+        + delivery["duplicate"]
+        + delivery["wrongId"]
+        + delivery["senderEchoNotOnce"]
+    )
+    result: dict[str, Any] = {
+        "pairs": n_pairs,
+        "warmupS": args.warmup,
+        "durationS": dur_s,
+        "sent": n,
+        "sentInWindow": len(in_window),
+        "offeredPerS": round(len(in_window) / dur_s, 1),
+        "ackedInWindow": acked_in_window,
+        "ackedPerS": round(rate, 1),
+        "ackedPerServerCpuS": round(per_cpu_s, 1) if per_cpu_s else None,
+        "ackLatencyMs": ack_lat,
+        "deliveryLatencyMs": del_lat,
+        "errors": dict(errors),
+        "delivery": delivery,
+        "database": db,
+        "cpu": cpu,
+        "loadgen": out["loadgen"],
+        "backgroundBusyPct": background,
+        "serverExitCode": exit_code,
+        "serverStopS": server.stop_s,
+        "serverBusyAfterClientsLeftS": server.busy_after_s,
+    }
+    if mode == "open":
+        result["ratePerPair"] = args.rate
+        lag = [x for x in rec["lag"] if x is not None]
+        result["scheduleLagMs"] = latency(lag)
+    ctx.results[mode] = result
+
+    # The table.
+    lg = out["loadgen"] or {}
+    lg_cpu = (lg.get("cpuUserMs", 0) + lg.get("cpuSystemMs", 0)) / (10 * dur_s)
+    rest_pct = sum(cpu.get("coreBusyPct", {}).values()) - (cpu.get("serverCpuPct") or 0) - lg_cpu
+    if cpu:
+        cpu["restPctOfACore"] = round(rest_pct, 1)
+    cpu_fig = (
+        f"server CPU {cpu.get('serverCpuPct')}% of a core "
+        f"({per_cpu_s or 0:,.0f} acked msg per server CPU-s); cores busy "
+        + ", ".join(f"{k} {v}%" for k, v in sorted(cpu.get("coreBusyPct", {}).items()))
+        + f"; loadgen CPU {lg_cpu:.0f}% of its core, event loop "
+        f"{100 * lg.get('eventLoopUtilization', 0):.0f}% busy; the rest (PostgreSQL, Redis, "
+        f"anything else) {rest_pct:.0f}% of a core"
+    )
+    err_fig = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
+    integrity_fig = (
+        f"{db['ackedMessages']:,} acked, {db['rows']:,} rows: missing {db['missing']}, "
+        f"not as acked {db['notAsAcked']}, duplicate rows {db['duplicateRows']}, "
+        f"chats with seq gaps {db['chatsWithSeqGaps']}, last_seq off {db['chatsLastSeqOff']}, "
+        f"rows not acked {db['rowsNotAcked']}; deliveries to the partner: lost {delivery['lost']}, "
+        f"duplicate {delivery['duplicate']}, wrong id {delivery['wrongId']}; sender echo not once "
+        f"{delivery['senderEchoNotOnce']}"
+    )
+    integrity_ok = integrity_bad == 0
+    if mode == "closed":
+        name = f"closed, {n_pairs} pairs"
+        ok = rate >= CLOSED_MIN_RATE and (ack_lat["p99"] or math.inf) <= CLOSED_MAX_P99_ACK_MS
+        ctx.rows += [
+            Row(
+                name,
+                f"{rate:,.0f} acked msg/s ({acked_in_window:,} in {dur_s:.0f} s); "
+                f"ack p50/p95/p99/max {fmt_lat(ack_lat)}",
+                f">= {CLOSED_MIN_RATE:,.0f} msg/s, p99 ack <= {CLOSED_MAX_P99_ACK_MS:.0f} ms",
+                verdict(ok),
+            ),
+            Row("", f"delivery p50/p95/p99/max {fmt_lat(del_lat)}", "-", ""),
+        ]
+    else:
+        name = f"open, {n_pairs} pairs x {args.rate:g}/s"
+        ok = (del_lat["p99"] or math.inf) <= OPEN_MAX_P99_DELIVERY_MS
+        lag_s = result["scheduleLagMs"]
+        ctx.rows += [
+            Row(
+                name,
+                f"offered {result['offeredPerS']:,.0f} msg/s, acked {rate:,.0f} msg/s; "
+                f"delivery p50/p95/p99/max {fmt_lat(del_lat)}",
+                f"p99 delivery <= {OPEN_MAX_P99_DELIVERY_MS:.0f} ms",
+                verdict(ok),
+            ),
+            Row(
+                "",
+                f"ack p50/p95/p99/max {fmt_lat(ack_lat)}; send schedule lag p99 "
+                f"{lag_s['p99']:.1f} ms, max {lag_s['max']:.1f} ms",
+                "-",
+                "",
+            ),
+        ]
+    ctx.rows += [
+        Row("", cpu_fig, "-", ""),
+        Row("", integrity_fig, "0 missing/duplicate/lost", verdict(integrity_ok)),
+        Row(
+            "",
+            f"errors (NO_ACK: no ack {DRAIN_S:g} s after the window): {err_fig}",
+            "every send acked, no errors",
+            verdict(not errors),
+        ),
+    ]
+    log = log_summary(server.log_path)
+    result["serverLog"] = log
+    result["presenceMissing"] = presence
+    ctx.rows.append(log_row(server, log, presence))
+    if profile is not None:
+        result["profile"] = profile
+
+
+async def connect_scenario(ctx: Context) -> None:
+    n = ctx.args.connect_sockets
+    users = fresh_users(n, ctx.secret)
+    server = ctx.server("connect")
+    samples: list[Sample] = []
+    profiler = Profiler("connect")
+    profile: dict[str, Any] | None = None
+    presence: int | None = None
+
+    async def on_phase(line: dict[str, Any]) -> None:
+        nonlocal profile, presence
+        if line.get("name") == "connected":
+            samples.append(Sample.take(server.pid))
+            profile = await profiler.stop()
+            presence = await presence_missing(ctx.redis_url, [u.id for u in users])
+
+    async def no_barrier(line: dict[str, Any]) -> None:
+        return None
+
+    await server.start()
+    try:
+        background = await ctx.background("connect", server)
+        samples.append(Sample.take(server.pid))
+        if ctx.args.profile:
+            await profiler.start(server.pid)
+        config = {"scenario": "connect", "url": server.url, "tokens": [u.wire() for u in users]}
+        out = await run_loadgen(config, ctx.scratch, on_phase, no_barrier, 180)
+        if len(samples) < 2:
+            samples.append(Sample.take(server.pid))
+        await server.quiesce()
+    finally:
+        await profiler.stop()
+        exit_code = await server.stop()
+    last_ms = out["lastConnectMs"]
+    errors = {
+        f"{kind}:{key}": c for kind, counts in out["counters"].items() for key, c in counts.items()
+    }
+    each = latency(out["connectMs"], n - out["connected"])
+    lg = out["loadgen"]
+    lg_cpu_s = (lg["cpuUserMs"] + lg["cpuSystemMs"]) / 1000
+    cpu = cpu_summary(samples[0], samples[1])
+    ok = (
+        out["connected"] == n
+        and not errors
+        and last_ms is not None
+        and last_ms <= CONNECT_MAX_S * 1000
+    )
+    ctx.results["connect"] = {
+        "sockets": n,
+        "connected": out["connected"],
+        "lastConnectMs": last_ms,
+        "perSocketConnectMs": each,
+        "clientCreationMs": round(out["createdMs"], 1),
+        "errors": errors,
+        "cpu": cpu,
+        "loadgen": out["loadgen"],
+        "backgroundBusyPct": background,
+        "serverExitCode": exit_code,
+        "serverStopS": server.stop_s,
+        "serverBusyAfterClientsLeftS": server.busy_after_s,
+    }
+    log = log_summary(server.log_path)
+    ctx.results["connect"]["serverLog"] = log
+    ctx.results["connect"]["presenceMissing"] = presence
+    if profile is not None:
+        ctx.results["connect"]["profile"] = profile
+    err_fig = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
+    ctx.rows += [
+        Row(
+            f"connect, {n:,} sockets",
+            f"{out['connected']:,}/{n:,} connected+authenticated in "
+            f"{(last_ms or math.nan) / 1000:.2f} s (each: p50/p95/p99/max {fmt_lat(each)}); "
+            f"errors: {err_fig}",
+            f"<= {CONNECT_MAX_S:g} s, all connected",
+            verdict(ok),
+        ),
+        Row(
+            "",
+            f"{out['connected'] / ((last_ms or math.inf) / 1000):,.0f} connects/s; server CPU "
+            f"{cpu['serverCpuS']:.2f} s to connect them ({cpu['serverCpuPct']}% of a core, "
+            f"{1000 * cpu['serverCpuS'] / max(1, n):.2f} ms/socket); loadgen CPU "
+            f"{lg_cpu_s:.2f} s",
+            "-",
+            "",
+        ),
+        log_row(server, log, presence),
+    ]
+
+
+async def idle_scenario(ctx: Context) -> None:
+    n = ctx.args.idle_sockets
+    users = fresh_users(n + 200, ctx.secret)
+    server = ctx.server("idle")
+    figures: dict[str, Any] = {}
+
+    async def on_phase(line: dict[str, Any]) -> None:
+        return None
+
+    async def settle() -> int:
+        """RSS once it stops moving and the server is idle (at most 20 s)."""
+        prev = rss_kb(server.pid)
+        prev_ticks = cpu_ticks(server.pid)
+        stable = 0
+        for _ in range(40):
+            await asyncio.sleep(0.5)
+            cur = rss_kb(server.pid)
+            ticks = cpu_ticks(server.pid)
+            busy = (ticks - prev_ticks) / CLK_TCK / 0.5
+            stable = stable + 1 if abs(cur - prev) <= 0.002 * prev and busy < 0.05 else 0
+            prev, prev_ticks = cur, ticks
+            if stable >= 3:
+                break
+        return prev
+
+    async def on_barrier(line: dict[str, Any]) -> None:
+        if line["name"] == "before":
+            figures["rssBeforeKb"] = await settle()
+            figures["ticksBefore"] = cpu_ticks(server.pid)
+        elif line["name"] == "connected":
+            figures["connectedReported"] = line.get("connected")
+            figures["ticksConnected"] = cpu_ticks(server.pid)
+            figures["rssAfterKb"] = await settle()
+            figures["presenceMissing"] = await presence_missing(
+                ctx.redis_url, [u.id for u in users[:n]]
+            )
+
+    await server.start()
+    try:
+        background = await ctx.background("idle", server)
+        config = {
+            "scenario": "idle",
+            "url": server.url,
+            "tokens": [u.wire() for u in users[:n]],
+            "warmTokens": [u.wire() for u in users[n:]],
+            "concurrency": 200,
+        }
+        out = await run_loadgen(config, ctx.scratch, on_phase, on_barrier, 300)
+        await server.quiesce()
+    finally:
+        exit_code = await server.stop()
+    connected = out["connected"]
+    log = log_summary(server.log_path)
+    delta = figures["rssAfterKb"] - figures["rssBeforeKb"]
+    per_conn = delta / max(1, connected)
+    errors = {
+        f"{kind}:{key}": c for kind, counts in out["counters"].items() for key, c in counts.items()
+    }
+    ok = per_conn <= IDLE_MAX_KB_PER_CONN and connected == n and out["alive"] == n and not errors
+    cpu_s = (figures["ticksConnected"] - figures["ticksBefore"]) / CLK_TCK
+    ctx.results["idle"] = {
+        "sockets": n,
+        "connected": connected,
+        "aliveAfterSettling": out["alive"],
+        "rssBeforeKb": figures["rssBeforeKb"],
+        "rssAfterKb": figures["rssAfterKb"],
+        "kbPerConnection": round(per_conn, 2),
+        "connectS": round(out["connectedInMs"] / 1000, 2),
+        "serverCpuSToConnect": round(cpu_s, 2),
+        "errors": errors,
+        "presenceMissing": figures["presenceMissing"],
+        "serverLog": log,
+        "backgroundBusyPct": background,
+        "serverExitCode": exit_code,
+        "serverStopS": server.stop_s,
+        "serverBusyAfterClientsLeftS": server.busy_after_s,
+    }
+    err_fig = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
+    ctx.rows += [
+        Row(
+            f"idle, {n:,} sockets",
+            f"RSS {figures['rssBeforeKb'] / 1024:,.1f} -> {figures['rssAfterKb'] / 1024:,.1f} MB: "
+            f"{per_conn:.1f} kB per connection ({connected:,} connected, {out['alive']:,} still "
+            f"up after settling); errors: {err_fig}",
+            f"<= {IDLE_MAX_KB_PER_CONN:g} kB/conn",
+            verdict(ok),
+        ),
+        Row(
+            "",
+            f"connected in {out['connectedInMs'] / 1000:.2f} s (200 handshakes in flight), server "
+            f"CPU {cpu_s:.2f} s",
+            "-",
+            "",
+        ),
+        log_row(server, log, figures["presenceMissing"]),
+    ]
+
+
+# -- output ---------------------------------------------------------------------------------------
+
+
+def print_table(rows: list[Row]) -> None:
+    widths = (26, 78, 38, 6)
+    head = ("scenario", "figures", "target", "result")
+    line = "+".join("-" * (w + 2) for w in widths)
+    print(line)
+    print("|".join(f" {h:<{w}} " for h, w in zip(head, widths, strict=True)))
+    print(line)
+    for i, row in enumerate(rows):
+        if i and row.scenario:
+            print(line)
+        cells = [
+            textwrap.wrap(text, w) or [""]
+            for text, w in zip(
+                (row.scenario, row.figures, row.target, row.verdict), widths, strict=True
+            )
+        ]
+        for k in range(max(len(c) for c in cells)):
+            print(
+                "|".join(
+                    f" {(c[k] if k < len(c) else ''):<{w}} "
+                    for c, w in zip(cells, widths, strict=True)
+                )
+            )
+    print(line)
+
+
+def source_version() -> str:
+    """The commit measured, and whether src/ differs from it."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes in src/' if dirty else ''}"
+
+
+def raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536 if hard == resource.RLIM_INFINITY else hard
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--scenario", choices=("closed", "open", "idle", "connect", "all"), default="all"
+    )
+    p.add_argument("--duration", type=float, default=20.0, help="measured seconds (default 20)")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (3)")
+    p.add_argument("--pairs", type=int, help="pairs for closed/open (default 50 / 200)")
+    p.add_argument("--rate", type=float, default=5.0, help="open loop: msg/s per pair (5)")
+    p.add_argument("--idle-sockets", type=int, default=5000)
+    p.add_argument("--connect-sockets", type=int, default=2000)
+    p.add_argument("--json", type=Path, default=RESULTS_DIR / "load.json", help="JSON output")
+    p.add_argument(
+        "--profile",
+        action="store_true",
+        help="py-spy the server during the measured window of closed, open and connect "
+        "(benchmarks/results/SCENARIO-profile.txt; pip install py-spy into the venv)",
+    )
+    return p.parse_args(argv)
+
+
+async def amain(args: argparse.Namespace) -> int:
+    if not (JS_DIR / "node_modules" / "socket.io-client").is_dir():
+        print("benchmarks/js/node_modules missing: run `npm ci` in benchmarks/js", file=sys.stderr)
+        return 2
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    raise_fd_limit()
+    # The driver itself keeps off the server's core.
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(0, {LOADGEN_CORE})
+    scenarios = ["closed", "open", "connect", "idle"] if args.scenario == "all" else [args.scenario]
+    started = time.time()
+    version = source_version()
+    with tempfile.TemporaryDirectory(prefix="chat-bench-") as scratch:
+        ctx = Context(
+            args=args,
+            secret=secrets.token_urlsafe(32),
+            database_url=os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL,
+            redis_url=os.environ.get("BENCH_REDIS_URL") or DEFAULT_REDIS_URL,
+            scratch=Path(scratch),
+        )
+        for name in scenarios:
+            print(f"running {name} ...", file=sys.stderr, flush=True)
+            try:
+                if name in ("closed", "open"):
+                    await message_scenario(ctx, name)
+                elif name == "connect":
+                    await connect_scenario(ctx)
+                else:
+                    await idle_scenario(ctx)
+            except Exception as exc:  # one broken scenario must not hide the others' figures
+                ctx.results[name] = {"error": f"{type(exc).__name__}: {exc}"}
+                ctx.rows.append(
+                    Row(name, f"did not complete: {type(exc).__name__}: {exc}"[:600], "-", "FAIL")
+                )
+    print(
+        f"marketplace-chat {version}; server on core {SERVER_CORE}, loadgen on core {LOADGEN_CORE}"
+    )
+    print_table(ctx.rows)
+    for warning in ctx.warnings:
+        print(f"WARNING: {warning}")
+    failed = [r for r in ctx.rows if r.verdict == "FAIL"]
+    for mode in ("closed", "open", "connect"):
+        profile = ctx.results.get(mode, {}).get("profile")
+        if profile:
+            print(f"\nserver profile, {mode} ({profile['file']}), % of samples:")
+            for kind in ("selfByPackage", "self", "inclusive"):
+                print(f"  top {kind}:")
+                for frame, pct in profile[kind]:
+                    print(f"    {pct:5.1f}%  {frame}")
+    report = {
+        "startedAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "elapsedS": round(time.time() - started, 1),
+        "source": version,
+        "machine": {"cpus": os.cpu_count(), "serverCore": SERVER_CORE, "loadgenCore": LOADGEN_CORE},
+        "targets": {
+            "closedMinAckedPerS": CLOSED_MIN_RATE,
+            "closedMaxP99AckMs": CLOSED_MAX_P99_ACK_MS,
+            "openMaxP99DeliveryMs": OPEN_MAX_P99_DELIVERY_MS,
+            "idleMaxKbPerConnection": IDLE_MAX_KB_PER_CONN,
+            "connectMaxS": CONNECT_MAX_S,
+        },
+        "scenarios": ctx.results,
+        "table": [r.__dict__ for r in ctx.rows],
+        "warnings": ctx.warnings,
+        "passed": not failed,
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2))
+    summary = "all targets met" if not failed else f"{len(failed)} row(s) FAIL"
+    print(f"\n{summary}; JSON: {args.json}")
+    return 0 if not failed else 1
+
+
+def main() -> int:
+    return asyncio.run(amain(parse_args()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
