@@ -60,6 +60,35 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self._outbox: list[Any] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._rooms_of: dict[tuple[str, str], set[str | None]] = {}
+
+    # The stock manager finds a leaving socket's rooms by scanning every room of the namespace,
+    # so a mass disconnect costs the square of the sockets (minutes of CPU at 5,000). An index of
+    # each socket's rooms makes it linear.
+
+    def basic_enter_room(
+        self, sid: str, namespace: str, room: str | None, eio_sid: str | None = None
+    ) -> None:
+        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        self._rooms_of.setdefault((namespace, sid), set()).add(room)
+
+    def basic_leave_room(self, sid: str, namespace: str, room: str | None) -> None:
+        super().basic_leave_room(sid, namespace, room)
+        rooms = self._rooms_of.get((namespace, sid))
+        if rooms is not None:
+            rooms.discard(room)
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        for room in self._rooms_of.pop((namespace, sid), set()):
+            super().basic_leave_room(sid, namespace, room)
+        # What remains of the stock method: with no rooms left, its scan finds nothing.
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            waiting = pending.get(namespace)
+            if waiting is not None and sid in waiting:
+                waiting.remove(sid)
+                if not waiting:
+                    del pending[namespace]
 
     def set_server(self, server: Any) -> None:
         super().set_server(server)
