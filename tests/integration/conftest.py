@@ -15,7 +15,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from marketplace_chat.realtime.connection import connect
-from marketplace_chat.storage.postgres import PostgresStorage
+from marketplace_chat.storage.postgres import PostgresStorage, configure_connection
 
 # 50 concurrent sends must not wait on one another for a connection longer than a statement.
 POOL_SIZE = 20
@@ -28,7 +28,9 @@ HERE = Path(__file__).parent
 
 @pytest_asyncio.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    created = await asyncpg.create_pool(database_url, min_size=2, max_size=POOL_SIZE)
+    created = await asyncpg.create_pool(
+        database_url, min_size=2, max_size=POOL_SIZE, init=configure_connection
+    )
     yield created
     await created.close()
 

@@ -14,7 +14,6 @@ one on the single-message path, which settles such races row by row.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -148,8 +147,8 @@ class GroupCommitter:
         async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
             records = await conn.fetch(
                 SEND_BATCH,
-                [uuid.UUID(m.id) for m in messages],
-                [uuid.UUID(m.chat_id) for m in messages],
+                [m.id for m in messages],
+                [m.chat_id for m in messages],
                 [m.sender_id for m in messages],
                 [m.text for m in messages],
                 [m.product_id for m in messages],

@@ -86,6 +86,21 @@ UNION ALL
 SELECT {MESSAGE_COLUMNS}, false AS created FROM existing
 """
 
+HISTORY_LATEST = (
+    f"SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE chat_id = $1 ORDER BY seq DESC LIMIT $2"
+)
+# One round trip with the anchor: no row at all means the anchor is not a message of the chat;
+# a row of NULLs, that the anchor exists and the page is empty.
+HISTORY_AROUND = """
+SELECT m.* FROM (SELECT seq FROM chat.messages WHERE id = $2 AND chat_id = $1) a
+LEFT JOIN LATERAL (
+  SELECT {columns} FROM chat.messages
+   WHERE chat_id = $1 AND seq {op} a.seq ORDER BY seq {order} LIMIT $3
+) m ON true
+"""
+HISTORY_BEFORE = HISTORY_AROUND.format(columns=MESSAGE_COLUMNS, op="<", order="DESC")
+HISTORY_AFTER = HISTORY_AROUND.format(columns=MESSAGE_COLUMNS, op=">", order="")
+
 SET_CONTEXT = """
 WITH ctx AS (
   INSERT INTO chat.chat_context (chat_id, product_id, updated_at) VALUES ($1, $2, $3)
@@ -183,6 +198,7 @@ class PostgresStorage:
                 timeout=timeout_s,
                 server_settings={"application_name": "marketplace-chat"},
                 reset=_no_reset,
+                init=configure_connection,
             )
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise Unavailable(f"PostgreSQL is not reachable: {type(exc).__name__}") from None
@@ -314,33 +330,18 @@ class PostgresStorage:
         cid = uuid.UUID(chat_id)
         anchor_id = before or after
         async with self._conn() as conn:
-            if anchor_id is not None:
-                anchor = await conn.fetchval(
-                    "SELECT seq FROM chat.messages WHERE id = $1 AND chat_id = $2",
-                    uuid.UUID(anchor_id),
-                    cid,
-                )
-                if anchor is None:
+            if anchor_id is None:
+                rows = await conn.fetch(HISTORY_LATEST, cid, limit + 1)
+            else:
+                query = HISTORY_AFTER if after is not None else HISTORY_BEFORE
+                rows = await conn.fetch(query, cid, anchor_id, limit + 1)
+                if not rows:
                     field = "before" if before else "after"
                     raise NotFound(f"{field}: no such message in this chat")
-            if after is not None:
-                rows = await conn.fetch(
-                    f"SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE chat_id = $1 AND seq > $2 "
-                    "ORDER BY seq LIMIT $3",
-                    cid,
-                    anchor,
-                    limit + 1,
-                )
-                return MessagePage([_message(r) for r in rows[:limit]], len(rows) > limit)
-            rows = await conn.fetch(
-                f"SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE chat_id = $1 AND seq < $2 "
-                "ORDER BY seq DESC LIMIT $3",
-                cid,
-                anchor if before is not None else 2**31 - 1,
-                limit + 1,
-            )
+                rows = [r for r in rows if r["id"] is not None]
         page = [_message(r) for r in rows[:limit]]
-        page.reverse()
+        if after is None:
+            page.reverse()
         return MessagePage(page, len(rows) > limit)
 
     async def sync(
@@ -423,3 +424,10 @@ class _LostRaceError(Exception):
 async def _no_reset(connection: asyncpg.Connection) -> None:
     """Skip asyncpg's reset query on release: this storage leaves no session state behind (no
     advisory locks, cursors, LISTEN or SET), and the reset costs a round trip per query."""
+
+
+async def configure_connection(connection: asyncpg.Connection) -> None:
+    """Ids travel as the strings the wire uses: no uuid.UUID built and printed again per row."""
+    await connection.set_type_codec(
+        "uuid", encoder=str, decoder=str, schema="pg_catalog", format="text"
+    )
