@@ -59,8 +59,9 @@ def build_verifier(
     metrics: Metrics,
 ) -> Verifier:
     auth = settings.auth
+    remote = settings.verifier_kind() is VerifierKind.REMOTE
     inner: Verifier
-    if settings.verifier_kind() is VerifierKind.REMOTE:
+    if remote:
         assert auth.marketplace_api_url is not None
         url = auth.marketplace_api_url.rstrip("/") + "/" + auth.auth_verify_path.lstrip("/")
         inner = RemoteVerifier(
@@ -90,7 +91,7 @@ def build_verifier(
         ttl_s=auth.auth_cache_ttl_s,
         leeway_s=auth.jwt_leeway_s,
         observe=metrics.observe_cache,
-        lookup=settings.verifier_kind() is VerifierKind.REMOTE,
+        lookup=remote,
     )
 
 
