@@ -41,12 +41,12 @@ import asyncpg
 
 from marketplace_chat.embedded import EmbeddedServers
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage
+from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS
 from marketplace_chat.storage.migrate import upgrade
 from marketplace_chat.storage.postgres import (
     GET_CHAT,
     LIST_CHATS_AFTER,
     LIST_CHATS_FIRST,
-    MESSAGE_COLUMNS,
     SYNC,
     PostgresStorage,
     decode_cursor,

@@ -16,12 +16,11 @@ from asyncpg.pool import PoolConnectionProxy
 from marketplace_chat.errors import NotFound, Unavailable, ValidationFailed
 from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
-from marketplace_chat.storage.group_commit import GroupCommitter
+from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS, GroupCommitter
 
 # Participants never change, so a bounded in-process map spares a query on every event.
 PARTICIPANTS_CACHE_SIZE = 100_000
 
-MESSAGE_COLUMNS = "id, chat_id, seq, sender_id, text, product_id, client_message_id, created_at"
 
 # A chat as one viewer ($2) sees it; the unread count reads only the (chat_id, seq) index.
 CHAT_SELECT = """
@@ -224,7 +223,7 @@ class PostgresStorage:
             return cached
         async with self._conn() as conn:
             row = await conn.fetchrow(
-                "SELECT buyer_id, seller_id FROM chat.chats WHERE id = $1", uuid.UUID(chat_id)
+                "SELECT buyer_id, seller_id FROM chat.chats WHERE id = $1", chat_id
             )
         if row is None:
             return None
@@ -267,7 +266,7 @@ class PostgresStorage:
 
     async def get_chat(self, chat_id: str, viewer: int) -> Chat | None:
         async with self._conn() as conn:
-            row = await conn.fetchrow(GET_CHAT, uuid.UUID(chat_id), viewer)
+            row = await conn.fetchrow(GET_CHAT, chat_id, viewer)
         return _chat(row) if row is not None else None
 
     async def add_message(self, message: NewMessage) -> SendResult:
@@ -285,8 +284,8 @@ class PostgresStorage:
     async def _add_one(self, message: NewMessage) -> SendResult | None:
         """The single-message path: one transaction, races on the client id settled in it."""
         args = (
-            uuid.UUID(message.id),
-            uuid.UUID(message.chat_id),
+            message.id,
+            message.chat_id,
             message.sender_id,
             message.text,
             message.product_id,
@@ -327,14 +326,13 @@ class PostgresStorage:
     async def history(
         self, chat_id: str, before: str | None, after: str | None, limit: int
     ) -> MessagePage:
-        cid = uuid.UUID(chat_id)
         anchor_id = before or after
         async with self._conn() as conn:
             if anchor_id is None:
-                rows = await conn.fetch(HISTORY_LATEST, cid, limit + 1)
+                rows = await conn.fetch(HISTORY_LATEST, chat_id, limit + 1)
             else:
                 query = HISTORY_AFTER if after is not None else HISTORY_BEFORE
-                rows = await conn.fetch(query, cid, anchor_id, limit + 1)
+                rows = await conn.fetch(query, chat_id, anchor_id, limit + 1)
                 if not rows:
                     field = "before" if before else "after"
                     raise NotFound(f"{field}: no such message in this chat")
@@ -352,7 +350,7 @@ class PostgresStorage:
             rows = await conn.fetch(
                 SYNC,
                 user_id,
-                [uuid.UUID(c) for c in since],
+                list(since),
                 list(since.values()),
                 limit + 1,
             )
@@ -369,10 +367,9 @@ class PostgresStorage:
     async def mark_read(
         self, chat_id: str, user_id: int, message_id: str, now: datetime
     ) -> tuple[ReadReceipt, bool]:
-        cid, mid = uuid.UUID(chat_id), uuid.UUID(message_id)
         async with self._conn() as conn:
             seq = await conn.fetchval(
-                "SELECT seq FROM chat.messages WHERE id = $1 AND chat_id = $2", mid, cid
+                "SELECT seq FROM chat.messages WHERE id = $1 AND chat_id = $2", message_id, chat_id
             )
             if seq is None:
                 raise NotFound("messageId: no such message in this chat")
@@ -382,10 +379,10 @@ class PostgresStorage:
                 "SET seq = EXCLUDED.seq, message_id = EXCLUDED.message_id, "
                 "read_at = EXCLUDED.read_at WHERE chat.read_pointers.seq < EXCLUDED.seq "
                 "RETURNING seq, message_id, read_at",
-                cid,
+                chat_id,
                 user_id,
                 seq,
-                mid,
+                message_id,
                 now,
             )
             moved = row is not None
@@ -393,7 +390,7 @@ class PostgresStorage:
                 row = await conn.fetchrow(
                     "SELECT seq, message_id, read_at FROM chat.read_pointers "
                     "WHERE chat_id = $1 AND user_id = $2",
-                    cid,
+                    chat_id,
                     user_id,
                 )
         assert row is not None
