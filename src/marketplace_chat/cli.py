@@ -131,6 +131,7 @@ def serve(settings: Settings) -> int:
             await super().shutdown(sockets)
 
     from marketplace_chat.app import create_app
+    from marketplace_chat.gateway.transport import ChatWebSocketProtocol
     from marketplace_chat.storage.migrate import upgrade
 
     with backends(settings) as (dsn, redis_url):
@@ -142,7 +143,7 @@ def serve(settings: Settings) -> int:
             host=settings.server.host,
             port=settings.server.port,
             loop="uvloop" if sys.platform != "win32" else "asyncio",
-            ws="websockets-sansio",
+            ws=ChatWebSocketProtocol,
             ws_per_message_deflate=settings.server.ws_compression,
             # Engine.IO pings every socket itself; a second, WebSocket-level keepalive per
             # connection would only add timers and frames.

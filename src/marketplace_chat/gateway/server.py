@@ -14,6 +14,7 @@ import orjson
 import socketio
 import socketio.packet
 
+from marketplace_chat.gateway.transport import LeanEngineIOServer
 from marketplace_chat.realtime.connection import connect
 
 NAMESPACE = "/chat"
@@ -36,6 +37,9 @@ class Codec:
 
 
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    def _engineio_server_class(self) -> type[LeanEngineIOServer]:
+        return LeanEngineIOServer
+
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:

@@ -1,0 +1,197 @@
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import uvicorn
+import websockets
+
+from marketplace_chat.gateway.transport import (
+    ChatWebSocketProtocol,
+    LeanEvent,
+    LeanQueue,
+    translate_request,
+)
+
+
+async def test_queue_is_fifo_and_empty_after_draining() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    for i in range(3):
+        await q.put(i)
+    assert q.qsize() == 3
+    assert not q.empty()
+    assert [await q.get(), q.get_nowait(), await q.get()] == [0, 1, 2]
+    assert q.empty()
+    assert q.qsize() == 0
+    with pytest.raises(asyncio.QueueEmpty):
+        q.get_nowait()
+
+
+async def test_get_waits_for_a_put() -> None:
+    q: LeanQueue[str] = LeanQueue()
+    getter = asyncio.ensure_future(q.get())
+    await asyncio.sleep(0)
+    assert not getter.done()
+    q.put_nowait("x")
+    assert await asyncio.wait_for(getter, 1) == "x"
+
+
+async def test_each_waiting_getter_gets_one_item() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    getters = [asyncio.ensure_future(q.get()) for _ in range(3)]
+    await asyncio.sleep(0)
+    for i in range(3):
+        q.put_nowait(i)
+    assert sorted(await asyncio.wait_for(asyncio.gather(*getters), 1)) == [0, 1, 2]
+    assert q.empty()
+
+
+async def test_a_cancelled_getter_loses_no_item() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    first = asyncio.ensure_future(q.get())
+    second = asyncio.ensure_future(q.get())
+    await asyncio.sleep(0)
+    q.put_nowait(7)  # wakes `first`, which is cancelled before it runs
+    first.cancel()
+    assert await asyncio.wait_for(second, 1) == 7
+    assert first.cancelled()
+
+
+async def test_join_waits_until_every_item_is_done() -> None:
+    q: LeanQueue[int] = LeanQueue()
+    await q.join()  # nothing pending: returns at once
+    q.put_nowait(1)
+    q.put_nowait(2)
+    joiner = asyncio.ensure_future(q.join())
+    q.get_nowait()
+    q.task_done()
+    await asyncio.sleep(0)
+    assert not joiner.done()
+    q.get_nowait()
+    q.task_done()
+    await asyncio.wait_for(joiner, 1)
+    with pytest.raises(ValueError, match="too many times"):
+        q.task_done()
+
+
+async def test_event_wakes_waiters_and_clears() -> None:
+    event = LeanEvent()
+    assert not event.is_set()
+    waiters = [asyncio.ensure_future(event.wait()) for _ in range(2)]
+    await asyncio.sleep(0)
+    assert not any(w.done() for w in waiters)
+    event.set()
+    assert await asyncio.wait_for(asyncio.gather(*waiters), 1) == [True, True]
+    assert await event.wait()
+    event.clear()
+    late = asyncio.ensure_future(event.wait())
+    await asyncio.sleep(0)
+    assert not late.done()
+    late.cancel()
+
+
+def _receiver(*events: dict[str, Any]) -> Any:
+    pending = list(events)
+
+    async def receive() -> dict[str, Any]:
+        return pending.pop(0)
+
+    return receive
+
+
+async def _no_send(message: dict[str, Any]) -> None:
+    raise AssertionError("translation sends nothing")
+
+
+async def test_websocket_request_becomes_an_environ_with_its_headers() -> None:
+    scope = {
+        "type": "websocket",
+        "path": "/socket.io/",
+        "query_string": b"EIO=4&transport=websocket&token=t",
+        "headers": [
+            (b"authorization", b"Bearer abc"),
+            (b"x-forwarded-proto", b"https"),
+            (b"accept", b"a"),
+            (b"accept", b"b"),
+            (b"x-bad", b"\xff"),
+        ],
+    }
+    environ = await translate_request(scope, _receiver({"type": "websocket.connect"}), _no_send)
+    assert environ["REQUEST_METHOD"] == "GET"
+    assert environ["PATH_INFO"] == "/socket.io/"
+    assert environ["QUERY_STRING"] == "EIO=4&transport=websocket&token=t"
+    assert environ["HTTP_AUTHORIZATION"] == "Bearer abc"
+    assert environ["HTTP_ACCEPT"] == "a,b"
+    assert "HTTP_X_BAD" not in environ
+    assert environ["wsgi.url_scheme"] == "https"
+    assert environ["asgi.scope"] is scope
+    assert await environ["wsgi.input"].read() == b""
+
+
+async def test_a_websocket_that_does_not_connect_gets_no_environ() -> None:
+    scope = {"type": "websocket", "path": "/", "headers": []}
+    receive = _receiver({"type": "websocket.disconnect", "code": 1000})
+    assert await translate_request(scope, receive, _no_send) == {}
+
+
+async def test_http_requests_keep_their_body() -> None:
+    scope = {"type": "http", "method": "POST", "path": "/socket.io/", "headers": []}
+    receive = _receiver({"type": "http.request", "body": b"4hello", "more_body": False})
+    environ = await translate_request(scope, receive, _no_send)
+    assert environ["REQUEST_METHOD"] == "POST"
+    assert await environ["wsgi.input"].read() == b"4hello"
+
+
+# -- the uvicorn protocol, over a real socket ---------------------------------------------------
+
+
+async def _echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    assert (await receive())["type"] == "websocket.connect"
+    await send({"type": "websocket.accept"})
+    while True:
+        event = await receive()
+        if event["type"] == "websocket.disconnect":
+            return
+        await send({"type": "websocket.send", "text": event["text"].upper()})
+
+
+@pytest.fixture
+async def echo_server() -> AsyncIterator[tuple[int, set[Any]]]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(
+        _echo,
+        host="127.0.0.1",
+        port=port,
+        ws=ChatWebSocketProtocol,
+        lifespan="off",
+        log_config=None,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        assert not task.done(), "the server did not start"
+        await asyncio.sleep(0.01)
+    yield port, server.server_state.connections
+    server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+
+
+async def test_protocol_carries_frames_both_ways_and_forgets_the_handshake(
+    echo_server: tuple[int, set[Any]],
+) -> None:
+    port, connections = echo_server
+    async with websockets.connect(f"ws://127.0.0.1:{port}/") as ws:
+        for text in ("hello", "again"):
+            await ws.send(text)
+            assert await asyncio.wait_for(ws.recv(), 2) == text.upper()
+        (protocol,) = [c for c in connections if isinstance(c, ChatWebSocketProtocol)]
+        assert not hasattr(protocol, "request")
+        assert not hasattr(protocol, "response")
+        assert isinstance(protocol.queue, LeanQueue)
