@@ -143,6 +143,7 @@ def serve(settings: Settings) -> int:
             host=settings.server.host,
             port=settings.server.port,
             loop="uvloop" if sys.platform != "win32" else "asyncio",
+            http="httptools",
             ws=ChatWebSocketProtocol,
             ws_per_message_deflate=settings.server.ws_compression,
             # Engine.IO pings every socket itself; a second, WebSocket-level keepalive per
