@@ -57,7 +57,7 @@ def build_verifier(
     http: httpx.AsyncClient,
     clock: Clock,
     metrics: Metrics,
-) -> Verifier:
+) -> CachingVerifier:
     auth = settings.auth
     remote = settings.verifier_kind() is VerifierKind.REMOTE
     inner: Verifier
@@ -178,6 +178,7 @@ def create_app(
                 await housekeeping
             await chat_app.drain()
             await service.drain()
+            await verifier.flush()
             await http.aclose()
             await storage.close()
             await redis.aclose()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import socket
@@ -177,3 +178,34 @@ async def test_unreachable_redis_only_means_asking_the_verifier_again(
     assert (await verifier.verify(t)).user_id == 5
     assert (await verifier.verify(t)).user_id == 5
     assert len(inner.calls) == 2
+
+
+# -- record-only mode (a local verifier, cheaper than reading Redis) ---------------------------
+
+
+async def test_record_only_mode_writes_every_verified_token_without_reading(
+    inner: CountingVerifier, redis: aioredis.Redis, clock: FakeClock, observed: list[bool]
+) -> None:
+    verifier = CachingVerifier(inner, redis, clock, observe=observed.append, lookup=False)
+    users = [new_user_id() for _ in range(40)]
+    tokens = [token(clock, user, exp_in_s=300) for user in users]
+    identities = await asyncio.gather(*(verifier.verify(t) for t in tokens))
+    assert [i.user_id for i in identities] == users
+    await verifier.flush()
+    for user, t in zip(users, tokens, strict=True):
+        stored = json.loads(await redis.get(cache_key(t)))
+        assert stored["userId"] == user
+        assert 0 < await redis.ttl(cache_key(t)) <= 300
+    await verifier.verify(tokens[0])
+    assert len(inner.calls) == 41  # asked again: this mode never reads the cache
+    assert observed == []
+
+
+async def test_record_only_mode_survives_an_unreachable_redis(
+    inner: CountingVerifier, dead_redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    verifier = CachingVerifier(inner, dead_redis, clock, lookup=False)
+    assert (await verifier.verify(token(clock, 9))).user_id == 9
+    await asyncio.wait_for(verifier.flush(), 5)
+    assert (await verifier.verify(token(clock, 9))).user_id == 9
+    await asyncio.wait_for(verifier.flush(), 5)
