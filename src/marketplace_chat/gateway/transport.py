@@ -17,6 +17,8 @@ from collections import deque
 from typing import Any, Generic, TypeVar
 
 import engineio
+from engineio import exceptions as engineio_exceptions
+from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as engineio_asgi
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -223,13 +225,140 @@ async def translate_request(scope: dict[str, Any], receive: Any, send: Any) -> d
     return environ
 
 
+class LeanWebSocket:
+    """Engine.IO's WebSocket transport on ASGI: the stock protocol (upgrade probe, packets both
+    ways, closing) with one task per connection fewer and none per packet. The stock handler
+    reads each packet in a new task under `wait_for`, and its writer polls the queue the same
+    way; here the reader awaits the connection directly and the writer the socket's queue, each
+    under a reusable deadline."""
+
+    __slots__ = ("_receive", "_send", "_socket")
+
+    def __init__(self, handler: Any, server: Any) -> None:
+        # Engine.IO hands over the socket's own handler; the socket is what this class drives.
+        self._socket = handler.__self__
+        self._receive: Any = None
+        self._send: Any = None
+
+    async def __call__(self, environ: dict[str, Any]) -> str:
+        self._receive = environ["asgi.receive"]
+        self._send = environ["asgi.send"]
+        await self._send({"type": "websocket.accept"})
+        await _serve_websocket(self._socket, self)
+        return ""  # no HTTP response: the connection was the answer
+
+    async def send(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self._send({"type": "websocket.send", "bytes": message})
+        else:
+            await self._send({"type": "websocket.send", "text": message})
+
+    async def wait(self) -> str | bytes:
+        event = await self._receive()
+        if event["type"] == "websocket.receive":
+            data: str | bytes | None = event.get("bytes")
+            if data is None:
+                data = event.get("text")
+            if data is not None:
+                return data
+        raise OSError("websocket closed")
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):  # already closed: nothing to do
+            await self._send({"type": "websocket.close"})
+
+
+async def _serve_websocket(socket: Any, ws: LeanWebSocket) -> None:
+    server = socket.server
+    silence_s = server.ping_interval + server.ping_timeout
+    if socket.connected:
+        # An upgrade from long-polling: probe, end the pending poll, wait for UPGRADE.
+        socket.upgrading = True
+        try:
+            probe = eio_packet.Packet(encoded_packet=await ws.wait())
+            if probe.packet_type != eio_packet.PING or probe.data != "probe":
+                socket.upgrading = False
+                return
+            await ws.send(eio_packet.Packet(eio_packet.PONG, data="probe").encode())
+            await socket.queue.put(eio_packet.Packet(eio_packet.NOOP))
+            upgrade = eio_packet.Packet(encoded_packet=await ws.wait())
+        except OSError:
+            socket.upgrading = False
+            return
+        if upgrade.packet_type != eio_packet.UPGRADE:
+            socket.upgraded = False
+            socket.upgrading = False
+            return
+        socket.upgraded = True
+        socket.upgrading = False
+    else:
+        socket.connected = True
+        socket.upgraded = True
+
+    writer = asyncio.ensure_future(_write_queue(socket, ws, silence_s))
+    deadline = asyncio.get_running_loop().time
+    try:
+        async with asyncio.timeout(None) as silence:
+            while True:
+                silence.reschedule(deadline() + silence_s)
+                data = await ws.wait()
+                if len(data) > server.max_http_buffer_size:
+                    break
+                try:
+                    pkt = eio_packet.Packet(encoded_packet=data)
+                except Exception:  # not an Engine.IO packet: the peer is not speaking the protocol
+                    break
+                try:
+                    await socket.receive(pkt)
+                except engineio_exceptions.UnknownPacketError:
+                    pass
+                except engineio_exceptions.SocketIsClosedError:
+                    break
+                except Exception:
+                    server.logger.exception("Unknown receive error")
+    except (TimeoutError, OSError, asyncio.CancelledError):
+        pass  # silence past the ping deadline, a closed connection, the server stopping
+    await socket.queue.put(None)  # lets the writer finish
+    await writer
+    await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+
+
+async def _write_queue(socket: Any, ws: LeanWebSocket, silence_s: float) -> None:
+    queue = socket.queue
+    deadline = asyncio.get_running_loop().time
+    try:
+        async with asyncio.timeout(None) as idle:
+            while True:
+                idle.reschedule(deadline() + silence_s)
+                first = await queue.get()
+                queue.task_done()
+                if first is None:
+                    break
+                packets = [first]
+                closing = False
+                while not queue.empty():
+                    pkt = queue.get_nowait()
+                    queue.task_done()
+                    if pkt is None:
+                        closing = True
+                        break
+                    packets.append(pkt)
+                for pkt in packets:
+                    await ws.send(pkt.encode())
+                if closing:
+                    break
+    except (Exception, asyncio.CancelledError):  # noqa: S110
+        pass  # a failed or timed-out send, or the server stopping, ends the transport
+    await ws.close()
+
+
 class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
-    """Engine.IO's server with lean per-socket queues and WebSocket request translation."""
+    """Engine.IO's server with lean per-socket queues and WebSocket transport."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         stock: dict[str, Any] = getattr(self, "_async")  # noqa: B009 (untyped in engineio)
-        self._async = {**stock, "translate_request": translate_request}
+        self._async = {**stock, "translate_request": translate_request, "websocket": LeanWebSocket}
 
     def create_queue(self, *args: Any, **kwargs: Any) -> Any:
         return LeanQueue() if not args and not kwargs else super().create_queue(*args, **kwargs)

@@ -193,7 +193,9 @@ async def test_record_only_mode_writes_every_verified_token_without_reading(
     assert [i.user_id for i in identities] == users
     await verifier.flush()
     for user, t in zip(users, tokens, strict=True):
-        stored = json.loads(await redis.get(cache_key(t)))
+        raw = await redis.get(cache_key(t))
+        assert raw is not None
+        stored = json.loads(raw)
         assert stored["userId"] == user
         assert 0 < await redis.ttl(cache_key(t)) <= 300
     await verifier.verify(tokens[0])

@@ -2,16 +2,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
+import engineio
+import httpx
 import pytest
 import uvicorn
 import websockets
 
 from marketplace_chat.gateway.transport import (
     ChatWebSocketProtocol,
+    LeanEngineIOServer,
     LeanEvent,
     LeanQueue,
     translate_request,
@@ -195,3 +199,133 @@ async def test_protocol_carries_frames_both_ways_and_forgets_the_handshake(
         assert not hasattr(protocol, "request")
         assert not hasattr(protocol, "response")
         assert isinstance(protocol.queue, LeanQueue)
+
+
+# -- Engine.IO over the lean WebSocket transport ------------------------------------------------
+
+
+class EngineIO:
+    def __init__(self, port: int, events: list[tuple[str, ...]]) -> None:
+        self.url = f"127.0.0.1:{port}/engine.io/?EIO=4"
+        self.events = events
+
+    async def disconnected(self) -> tuple[str, ...]:
+        for _ in range(300):
+            gone = [e for e in self.events if e[0] == "disconnect"]
+            if gone:
+                return gone[0]
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"no disconnect; events: {self.events}")
+
+
+@pytest.fixture
+async def engineio_server() -> AsyncIterator[EngineIO]:
+    eio = LeanEngineIOServer(async_mode="asgi", ping_interval=0.3, ping_timeout=0.3)
+    events: list[tuple[str, ...]] = []
+
+    async def on_connect(sid: str, environ: dict[str, Any]) -> None:
+        events.append(("connect", sid))
+
+    async def on_message(sid: str, data: str) -> None:
+        events.append(("message", sid, data))
+        await eio.send(sid, data.upper())
+
+    async def on_disconnect(sid: str, reason: str) -> None:
+        events.append(("disconnect", sid, reason))
+
+    eio.on("connect", on_connect)
+    eio.on("message", on_message)
+    eio.on("disconnect", on_disconnect)
+    async with _serve(engineio.ASGIApp(eio)) as port:
+        yield EngineIO(port, events)
+
+
+@contextlib.asynccontextmanager
+async def _serve(app: Any) -> AsyncIterator[int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        ws=ChatWebSocketProtocol,
+        lifespan="off",
+        log_config=None,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.ensure_future(server.serve())
+    while not server.started:
+        assert not task.done(), "the server did not start"
+        await asyncio.sleep(0.01)
+    try:
+        yield port
+    finally:
+        server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+
+
+async def _next_message(ws: Any) -> str:
+    """The next Engine.IO MESSAGE packet, answering pings on the way."""
+    while True:
+        frame = await asyncio.wait_for(ws.recv(), 2)
+        if frame == "2":
+            await ws.send("3")
+        elif frame.startswith("4"):
+            return str(frame)
+
+
+async def _drain_until_closed(ws: Any) -> None:
+    while True:
+        await asyncio.wait_for(ws.recv(), 5)
+
+
+async def test_messages_go_both_ways_over_websocket(engineio_server: EngineIO) -> None:
+    async with websockets.connect(f"ws://{engineio_server.url}&transport=websocket") as ws:
+        opened = str(await asyncio.wait_for(ws.recv(), 2))
+        assert opened.startswith("0{")
+        for text in ("hello", "again"):
+            await ws.send("4" + text)
+            assert await _next_message(ws) == "4" + text.upper()
+        # Pings answered for longer than the ping deadline keep the socket open.
+        await ws.send("4still")
+        await asyncio.sleep(0.8)
+        assert await _next_message(ws) == "4STILL"
+    assert (await engineio_server.disconnected())[2] in ("transport close", "client disconnect")
+
+
+async def test_a_peer_that_stops_answering_pings_is_closed(engineio_server: EngineIO) -> None:
+    async with websockets.connect(f"ws://{engineio_server.url}&transport=websocket") as ws:
+        await asyncio.wait_for(ws.recv(), 2)  # OPEN
+        with pytest.raises(websockets.ConnectionClosed):
+            await _drain_until_closed(ws)  # pings, never answered
+    # Whichever notices first: the read deadline or Engine.IO's ping check.
+    assert (await engineio_server.disconnected())[2] in ("transport close", "ping timeout")
+
+
+async def test_a_frame_that_is_not_engineio_ends_the_connection(
+    engineio_server: EngineIO,
+) -> None:
+    async with websockets.connect(f"ws://{engineio_server.url}&transport=websocket") as ws:
+        await asyncio.wait_for(ws.recv(), 2)
+        await ws.send("")
+        with pytest.raises(websockets.ConnectionClosed):
+            await _drain_until_closed(ws)
+    await engineio_server.disconnected()
+    assert not [e for e in engineio_server.events if e[0] == "message"]
+
+
+async def test_long_polling_upgrades_to_websocket(engineio_server: EngineIO) -> None:
+    async with httpx.AsyncClient() as http:
+        opened = await http.get(f"http://{engineio_server.url}&transport=polling")
+    assert opened.text.startswith("0{")
+    sid = json.loads(opened.text[1:])["sid"]
+    url = f"ws://{engineio_server.url}&transport=websocket&sid={sid}"
+    async with websockets.connect(url) as ws:
+        await ws.send("2probe")
+        assert await asyncio.wait_for(ws.recv(), 2) == "3probe"
+        await ws.send("5")
+        await ws.send("4upgraded")
+        assert await _next_message(ws) == "4UPGRADED"
+    assert ("message", sid, "upgraded") in engineio_server.events
