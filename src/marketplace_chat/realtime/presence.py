@@ -21,19 +21,30 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
+from marketplace_chat.realtime.batching import Coalescer
 from marketplace_chat.realtime.connection import redis_errors
 
 ONLINE_TTL_S = 300  # seed: user:{id}:online lives 5 minutes unless refreshed
 NODE_HEARTBEAT_TTL_S = 20  # a node silent this long is dead; reaped within 30 s of dying
 
+# Registers a batch of sockets of this node. KEYS: online:users, this node's sockets, nodes, then
+# each socket's user:{id}:sockets and user:{id}:online. ARGV: node id, TTL, then each socket's id
+# and user id. Returns each user's socket count after their socket was added (1: first).
 CONNECT = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[4])
-redis.call('SADD', KEYS[3], ARGV[3])
-redis.call('HSET', KEYS[4], ARGV[1], ARGV[3])
-redis.call('SADD', KEYS[5], ARGV[2])
-return redis.call('HLEN', KEYS[1])
+local node, ttl = ARGV[1], ARGV[2]
+redis.call('SADD', KEYS[3], node)
+local counts = {}
+for i = 1, (#ARGV - 2) / 2 do
+  local sid, uid = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
+  local sockets, online = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  redis.call('HSET', sockets, sid, node)
+  redis.call('EXPIRE', sockets, ttl)
+  redis.call('SET', online, sid, 'EX', ttl)
+  redis.call('SADD', KEYS[1], uid)
+  redis.call('HSET', KEYS[2], sid, uid)
+  counts[i] = redis.call('HLEN', sockets)
+end
+return counts
 """
 
 # Returns -1 when the socket was already gone, 0 when it was the user's last, else the count left.
@@ -121,20 +132,21 @@ class RedisPresence:
         self._node = node_id
         self._connect: Any = redis.register_script(CONNECT)
         self._disconnect: Any = redis.register_script(DISCONNECT)
+        # A burst of connects (a node restart, a deploy) registers its sockets in a few scripts.
+        self._arrivals: Coalescer[tuple[int, str], bool] = Coalescer(self._register)
 
     async def connected(self, user_id: int, socket_id: str) -> bool:
-        keys = [
-            sockets_key(user_id),
-            online_key(user_id),
-            ONLINE_SET,
-            node_sockets_key(self._node),
-            NODES_SET,
-        ]
+        return await self._arrivals.submit((user_id, socket_id))
+
+    async def _register(self, arrivals: list[tuple[int, str]]) -> list[bool]:
+        keys = [ONLINE_SET, node_sockets_key(self._node), NODES_SET]
+        args: list[str | int] = [self._node, ONLINE_TTL_S]
+        for user_id, socket_id in arrivals:
+            keys += [sockets_key(user_id), online_key(user_id)]
+            args += [socket_id, user_id]
         with redis_errors():
-            count = await self._connect(
-                keys=keys, args=[socket_id, self._node, user_id, ONLINE_TTL_S]
-            )
-        return int(count) == 1
+            counts = await self._connect(keys=keys, args=args)
+        return [int(count) == 1 for count in counts]
 
     async def disconnected(self, user_id: int, socket_id: str) -> bool:
         return await self._forget(user_id, socket_id, self._node)

@@ -240,3 +240,25 @@ async def test_heartbeat_reports_a_lapsed_key_so_the_node_reasserts_its_sockets(
     await redis.delete(f"node:{node}:alive")  # as after a Redis restart
     assert not await presence.heartbeat()
     await redis.delete(f"node:{node}:alive")
+
+
+async def test_a_burst_of_connects_registers_every_socket_and_each_first_once(
+    redis: aioredis.Redis, nodes: NodeFactory
+) -> None:
+    a = nodes()
+    users = [new_user_id() for _ in range(60)]
+    sockets = [(user, sid()) for user in users for _ in range(3)]  # three sockets each
+    firsts = await asyncio.gather(*(a.connected(user, s) for user, s in sockets))
+    assert sum(firsts) == len(users)
+    assert {user for (user, _), first in zip(sockets, firsts, strict=True) if first} == set(users)
+    registered = await redis.hgetall(node_sockets_key(a._node))
+    assert {_text(k): int(v) for k, v in registered.items()} == {s: u for u, s in sockets}
+    for user in users:
+        assert await in_online_set(redis, user)
+        assert await redis.hlen(sockets_key(user)) == 3
+        assert await online_holder(redis, user) in {s for u, s in sockets if u == user}
+    await a.leave({s: u for u, s in sockets})
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
