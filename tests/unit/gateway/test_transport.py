@@ -165,26 +165,8 @@ async def _echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 @pytest.fixture
 async def echo_server() -> AsyncIterator[tuple[int, set[Any]]]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    config = uvicorn.Config(
-        _echo,
-        host="127.0.0.1",
-        port=port,
-        ws=ChatWebSocketProtocol,
-        lifespan="off",
-        log_config=None,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.ensure_future(server.serve())
-    while not server.started:
-        assert not task.done(), "the server did not start"
-        await asyncio.sleep(0.01)
-    yield port, server.server_state.connections
-    server.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(task, 5)
+    async with _serve(_echo) as served:
+        yield served
 
 
 async def test_protocol_carries_frames_both_ways_and_forgets_the_handshake(
@@ -220,7 +202,7 @@ class EngineIO:
 
 @pytest.fixture
 async def engineio_server() -> AsyncIterator[EngineIO]:
-    eio = LeanEngineIOServer(async_mode="asgi", ping_interval=0.3, ping_timeout=0.3)
+    eio = LeanEngineIOServer(async_mode="asgi", ping_interval=0.5, ping_timeout=0.5)
     events: list[tuple[str, ...]] = []
 
     async def on_connect(sid: str, environ: dict[str, Any]) -> None:
@@ -236,12 +218,13 @@ async def engineio_server() -> AsyncIterator[EngineIO]:
     eio.on("connect", on_connect)
     eio.on("message", on_message)
     eio.on("disconnect", on_disconnect)
-    async with _serve(engineio.ASGIApp(eio)) as port:
+    async with _serve(engineio.ASGIApp(eio)) as (port, _):
         yield EngineIO(port, events)
 
 
 @contextlib.asynccontextmanager
-async def _serve(app: Any) -> AsyncIterator[int]:
+async def _serve(app: Any) -> AsyncIterator[tuple[int, set[Any]]]:
+    """`app` on uvicorn with the chat WebSocket protocol; its port and live connections."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -259,7 +242,7 @@ async def _serve(app: Any) -> AsyncIterator[int]:
         assert not task.done(), "the server did not start"
         await asyncio.sleep(0.01)
     try:
-        yield port
+        yield port, server.server_state.connections
     finally:
         server.should_exit = True
         with contextlib.suppress(asyncio.CancelledError):
@@ -288,9 +271,13 @@ async def test_messages_go_both_ways_over_websocket(engineio_server: EngineIO) -
         for text in ("hello", "again"):
             await ws.send("4" + text)
             assert await _next_message(ws) == "4" + text.upper()
-        # Pings answered for longer than the ping deadline keep the socket open.
+        # Answering pings for longer than the read deadline (1 s) keeps the socket open.
+        until = asyncio.get_running_loop().time() + 1.6
+        while asyncio.get_running_loop().time() < until:
+            with contextlib.suppress(TimeoutError):
+                if await asyncio.wait_for(ws.recv(), 0.1) == "2":
+                    await ws.send("3")
         await ws.send("4still")
-        await asyncio.sleep(0.8)
         assert await _next_message(ws) == "4STILL"
     assert (await engineio_server.disconnected())[2] in ("transport close", "client disconnect")
 
