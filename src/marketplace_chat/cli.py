@@ -130,6 +130,15 @@ def serve(settings: Settings) -> int:
             await self._drain()
             await super().shutdown(sockets)
 
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn raises the SIGTERM or SIGINT it handled again once it has stopped, which
+            # would kill the process before the embedded servers stop (SIGTERM) or end a clean
+            # Ctrl-C in a traceback (SIGINT). The signal asked for this stop, and it is done.
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
     from marketplace_chat.app import create_app
     from marketplace_chat.gateway.transport import ChatWebSocketProtocol
     from marketplace_chat.storage.migrate import upgrade

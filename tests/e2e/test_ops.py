@@ -5,7 +5,9 @@ the user but never carry a message's text. (`/ready` turning 503 in an outage: t
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import uuid
 
 import httpx
@@ -184,3 +186,19 @@ async def test_json_logs_name_socket_user_and_outcome_but_never_the_text(
         )
     leaks = [r for r in log_records(chat_server) if marker in json.dumps(r)]
     assert not [r for r in leaks if str(r.get("level")) in AT_LEAST_INFO], leaks
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+async def test_a_stop_signal_ends_the_process_cleanly(
+    server_factory: ServerFactory, connect: Connect, stop: signal.Signals
+) -> None:
+    server = await server_factory.start()
+    client = await connect(new_user_id(), server=server)
+    assert client.connected
+    assert server.proc is not None
+    server.terminated = True  # the harness sends nothing more
+    server.proc.send_signal(stop)
+    assert await asyncio.wait_for(server.proc.wait(), 15) == 0
+    log = server.log_text()
+    assert "Traceback" not in log, log[-3000:]
+    assert '"event": "node_stopped"' in log
