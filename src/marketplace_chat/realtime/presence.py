@@ -47,30 +47,44 @@ end
 return counts
 """
 
-# Returns -1 when the socket was already gone, 0 when it was the user's last, else the count left.
-# A user whose socket hash lapsed (no node refreshed it for ONLINE_TTL_S, e.g. every node was down)
-# but who is still in `online:users` has no socket left: they go offline too.
+# Forgets a batch of sockets of one node. KEYS: online:users, the node's sockets, then each
+# socket's user:{id}:sockets and user:{id}:online. ARGV: TTL, then each socket's id and user id.
+# Returns, a socket each: -1 when it was already gone, 0 when it was its user's last, else the
+# count left. A user whose socket hash lapsed (no node refreshed it for ONLINE_TTL_S, e.g. every
+# node was down) but who is still in `online:users` has no socket left: they go offline too.
 DISCONNECT = """
-redis.call('HDEL', KEYS[4], ARGV[1])
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
-  if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('SREM', KEYS[3], ARGV[2]) == 1 then
-    redis.call('DEL', KEYS[2])
-    return 0
+local ttl = ARGV[1]
+local results = {}
+for i = 1, (#ARGV - 1) / 2 do
+  local sid, uid = ARGV[2 * i], ARGV[2 * i + 1]
+  local sockets, online = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  redis.call('HDEL', KEYS[2], sid)
+  local result = -1
+  if redis.call('HDEL', sockets, sid) == 0 then
+    if redis.call('EXISTS', sockets) == 0 and redis.call('SREM', KEYS[1], uid) == 1 then
+      redis.call('DEL', online)
+      result = 0
+    end
+  else
+    local left = redis.call('HKEYS', sockets)
+    if #left == 0 then
+      redis.call('DEL', online)
+      redis.call('SREM', KEYS[1], uid)
+      result = 0
+    else
+      local current = redis.call('GET', online)
+      if (not current) or current == sid then
+        redis.call('SET', online, left[#left], 'EX', ttl)
+      end
+      result = #left
+    end
   end
-  return -1
+  results[i] = result
 end
-local left = redis.call('HKEYS', KEYS[1])
-if #left == 0 then
-  redis.call('DEL', KEYS[2])
-  redis.call('SREM', KEYS[3], ARGV[2])
-  return 0
-end
-local current = redis.call('GET', KEYS[2])
-if (not current) or current == ARGV[1] then
-  redis.call('SET', KEYS[2], left[#left], 'EX', ARGV[3])
-end
-return #left
+return results
 """
+
+SCRIPT_BATCH = 500  # sockets per script run: bounds how long one run holds Redis
 
 
 def online_key(user_id: int) -> str:
@@ -133,7 +147,10 @@ class RedisPresence:
         self._connect: Any = redis.register_script(CONNECT)
         self._disconnect: Any = redis.register_script(DISCONNECT)
         # A burst of connects (a node restart, a deploy) registers its sockets in a few scripts.
-        self._arrivals: Coalescer[tuple[int, str], bool] = Coalescer(self._register)
+        self._arrivals: Coalescer[tuple[int, str], bool] = Coalescer(self._register, SCRIPT_BATCH)
+        self._departures: Coalescer[tuple[int, str], bool] = Coalescer(
+            self._forget_here, SCRIPT_BATCH
+        )
 
     async def connected(self, user_id: int, socket_id: str) -> bool:
         return await self._arrivals.submit((user_id, socket_id))
@@ -149,13 +166,28 @@ class RedisPresence:
         return [int(count) == 1 for count in counts]
 
     async def disconnected(self, user_id: int, socket_id: str) -> bool:
-        return await self._forget(user_id, socket_id, self._node)
+        return await self._departures.submit((user_id, socket_id))
 
-    async def _forget(self, user_id: int, socket_id: str, node_id: str) -> bool:
-        keys = [sockets_key(user_id), online_key(user_id), ONLINE_SET, node_sockets_key(node_id)]
-        with redis_errors():
-            left = await self._disconnect(keys=keys, args=[socket_id, user_id, ONLINE_TTL_S])
-        return int(left) == 0
+    async def _forget_here(self, sockets: list[tuple[int, str]]) -> list[bool]:
+        return await self._forget(self._node, sockets)
+
+    async def _forget(self, node_id: str, sockets: list[tuple[int, str]]) -> list[bool]:
+        """Whether each socket was its user's last."""
+        gone: list[bool] = []
+        for start in range(0, len(sockets), SCRIPT_BATCH):
+            keys = [ONLINE_SET, node_sockets_key(node_id)]
+            args: list[str | int] = [ONLINE_TTL_S]
+            for user_id, socket_id in sockets[start : start + SCRIPT_BATCH]:
+                keys += [sockets_key(user_id), online_key(user_id)]
+                args += [socket_id, user_id]
+            with redis_errors():
+                left = await self._disconnect(keys=keys, args=args)
+            gone += [int(n) == 0 for n in left]
+        return gone
+
+    @staticmethod
+    def _last_ones(sockets: list[tuple[int, str]], gone: list[bool]) -> list[int]:
+        return [user_id for (user_id, _), last in zip(sockets, gone, strict=True) if last]
 
     async def online(self, user_ids: Iterable[int]) -> list[int]:
         ids = list(dict.fromkeys(user_ids))
@@ -199,20 +231,18 @@ class RedisPresence:
                 if node == self._node or await self._redis.exists(node_alive_key(node)):
                     continue
                 held = await self._redis.hgetall(node_sockets_key(node))
-                for socket_id, user_id in held.items():
-                    sid = socket_id.decode() if isinstance(socket_id, bytes) else socket_id
-                    if await self._forget(int(user_id), sid, node):
-                        offline.append(int(user_id))
+                sockets = [
+                    (int(user_id), sid.decode() if isinstance(sid, bytes) else str(sid))
+                    for sid, user_id in held.items()
+                ]
+                offline += self._last_ones(sockets, await self._forget(node, sockets))
                 await self._redis.delete(node_sockets_key(node))
                 await self._redis.srem(NODES_SET, node)
         return offline
 
     async def leave(self, sockets: Mapping[str, int]) -> list[int]:
-        offline = [
-            user_id
-            for socket_id, user_id in sockets.items()
-            if await self.disconnected(user_id, socket_id)
-        ]
+        pairs = [(user_id, socket_id) for socket_id, user_id in sockets.items()]
+        offline = self._last_ones(pairs, await self._forget(self._node, pairs))
         with redis_errors():
             await self._redis.delete(node_sockets_key(self._node), node_alive_key(self._node))
             await self._redis.srem(NODES_SET, self._node)

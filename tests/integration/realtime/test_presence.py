@@ -242,7 +242,7 @@ async def test_heartbeat_reports_a_lapsed_key_so_the_node_reasserts_its_sockets(
     await redis.delete(f"node:{node}:alive")
 
 
-async def test_a_burst_of_connects_registers_every_socket_and_each_first_once(
+async def test_bursts_of_connects_and_disconnects_decide_each_first_and_last_once(
     redis: aioredis.Redis, nodes: NodeFactory
 ) -> None:
     a = nodes()
@@ -257,7 +257,13 @@ async def test_a_burst_of_connects_registers_every_socket_and_each_first_once(
         assert await in_online_set(redis, user)
         assert await redis.hlen(sockets_key(user)) == 3
         assert await online_holder(redis, user) in {s for u, s in sockets if u == user}
-    await a.leave({s: u for u, s in sockets})
+    lasts = await asyncio.gather(*(a.disconnected(user, s) for user, s in sockets))
+    assert sum(lasts) == len(users)
+    assert {user for (user, _), last in zip(sockets, lasts, strict=True) if last} == set(users)
+    assert await redis.exists(node_sockets_key(a._node)) == 0
+    for user in users:
+        assert not await in_online_set(redis, user)
+        assert await redis.exists(online_key(user), sockets_key(user)) == 0
 
 
 def _text(value: bytes | str) -> str:
