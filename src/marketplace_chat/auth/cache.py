@@ -6,7 +6,6 @@ and a Redis failure only means the verifier is asked again.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from marketplace_chat.auth.base import Identity, Verifier, expiry, refuse_if_expired, require
+from marketplace_chat.batching import Coalescer
 from marketplace_chat.clock import Clock
 
 AUTH_CACHE_TTL_S = 600  # seed: verified results are cached 10 minutes
@@ -48,8 +48,7 @@ class CachingVerifier:
         self._ttl = ttl_s
         self._leeway = leeway_s
         self._observe = observe
-        self._backlog: dict[str, tuple[bytes, int]] = {}
-        self._writer: asyncio.Task[None] | None = None
+        self._records: Coalescer[tuple[str, bytes, int], None] = Coalescer(self._write)
 
     async def verify(self, token: str) -> Identity:
         token = require(token)
@@ -68,27 +67,20 @@ class CachingVerifier:
                 with contextlib.suppress(RedisError, OSError):
                     await self._redis.set(key, value, ex=ttl)
             else:
-                self._record_later(key, value, ttl)
+                self._records.post((key, value, ttl))
         return identity
 
     async def flush(self) -> None:
         """Wait until every record made so far is written (or has failed to be)."""
-        while self._writer is not None and not self._writer.done():
-            await asyncio.shield(self._writer)
+        await self._records.settled()
 
-    def _record_later(self, key: str, value: bytes, ttl: int) -> None:
-        self._backlog[key] = (value, ttl)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._write_backlog())
-
-    async def _write_backlog(self) -> None:
-        while self._backlog:
-            batch, self._backlog = self._backlog, {}
-            with contextlib.suppress(RedisError, OSError):
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for key, (value, ttl) in batch.items():
-                        pipe.set(key, value, ex=ttl)
-                    await pipe.execute()
+    async def _write(self, records: list[tuple[str, bytes, int]]) -> list[None]:
+        with contextlib.suppress(RedisError, OSError):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, value, ttl in records:
+                    pipe.set(key, value, ex=ttl)
+                await pipe.execute()
+        return [None] * len(records)
 
     async def _get(self, key: str) -> Identity | None:
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
@@ -14,6 +13,7 @@ import orjson
 import socketio
 import socketio.packet
 
+from marketplace_chat.batching import Coalescer
 from marketplace_chat.gateway.transport import LeanEngineIOServer
 from marketplace_chat.realtime.connection import connect
 
@@ -64,8 +64,7 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._outbox: list[Any] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._outbox: Coalescer[dict[str, Any], None] = Coalescer(self._publish_batch)
         self._rooms_of: dict[tuple[str, str], set[str | None]] = {}
 
     # The stock manager finds a leaving socket's rooms by scanning every room of the namespace,
@@ -168,16 +167,13 @@ class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
                 for frame in frames:
                     await self.server._send_eio_packet(eio_sid, frame)
 
-    async def _publish(self, data: Any) -> None:
-        self._outbox.append(data)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+    async def _publish(self, data: dict[str, Any]) -> None:
+        self._outbox.post(data)
 
-    async def _flush(self) -> None:
-        while self._outbox:
-            batch, self._outbox = self._outbox, []
-            payload = BATCH_MARK + self.host_id.encode() + b"\n" + orjson.dumps(batch)
-            await super()._publish(_Raw(payload))
+    async def _publish_batch(self, batch: list[dict[str, Any]]) -> list[None]:
+        payload = BATCH_MARK + self.host_id.encode() + b"\n" + orjson.dumps(batch)
+        await super()._publish(_Raw(payload))
+        return [None] * len(batch)
 
     async def _listen(self) -> AsyncIterator[Any]:
         mine = BATCH_MARK + self.host_id.encode() + b"\n"

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
-from marketplace_chat.realtime.batching import Coalescer
+from marketplace_chat.batching import Coalescer
 from marketplace_chat.realtime.connection import redis_errors
 
 ONLINE_TTL_S = 300  # seed: user:{id}:online lives 5 minutes unless refreshed
