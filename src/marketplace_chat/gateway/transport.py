@@ -48,12 +48,7 @@ class LeanQueue(Generic[T]):
             self._items = deque()
         self._items.append(item)
         self._unfinished += 1
-        getters = self._getters
-        while getters:
-            getter = getters.pop(0)
-            if not getter.done():
-                getter.set_result(None)
-                break
+        self._wake_one()
 
     async def put(self, item: T) -> None:
         self.put_nowait(item)
@@ -166,7 +161,7 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
 
     async def send(self, message: Any) -> None:
         await super().send(message)
-        if self.handshake_complete and "response" in self.__dict__:
+        if message["type"] == "websocket.accept":
             # Only the handshake reads these, and it is over.
             del self.request, self.response
 
@@ -199,7 +194,6 @@ async def translate_request(scope: dict[str, Any], receive: Any, send: Any) -> d
     environ: dict[str, Any] = {
         "wsgi.input": _NO_BODY,
         "wsgi.errors": sys.stderr,
-        "wsgi.url_scheme": "http",
         "REQUEST_METHOD": "GET",
         "PATH_INFO": path,
         "QUERY_STRING": query_string,
@@ -296,11 +290,11 @@ async def _serve_websocket(socket: Any, ws: LeanWebSocket) -> None:
         socket.upgraded = True
 
     writer = asyncio.ensure_future(_write_queue(socket, ws, silence_s))
-    deadline = asyncio.get_running_loop().time
+    now = asyncio.get_running_loop().time
     try:
         async with asyncio.timeout(None) as silence:
             while True:
-                silence.reschedule(deadline() + silence_s)
+                silence.reschedule(now() + silence_s)
                 data = await ws.wait()
                 if len(data) > server.max_http_buffer_size:
                     break
@@ -325,11 +319,11 @@ async def _serve_websocket(socket: Any, ws: LeanWebSocket) -> None:
 
 async def _write_queue(socket: Any, ws: LeanWebSocket, silence_s: float) -> None:
     queue = socket.queue
-    deadline = asyncio.get_running_loop().time
+    now = asyncio.get_running_loop().time
     try:
         async with asyncio.timeout(None) as idle:
             while True:
-                idle.reschedule(deadline() + silence_s)
+                idle.reschedule(now() + silence_s)
                 first = await queue.get()
                 queue.task_done()
                 if first is None:
