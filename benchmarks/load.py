@@ -265,6 +265,18 @@ async def presence_missing(redis_url: str, user_ids: list[int]) -> int:
     return sum(1 for f in found if not f)
 
 
+def _server_end(
+    server: Server, background: dict[str, Any], exit_code: int | None
+) -> dict[str, Any]:
+    """How the server's run ended: what else kept the cores busy, its exit, its wind-down."""
+    return {
+        "backgroundBusyPct": background,
+        "serverExitCode": exit_code,
+        "serverStopS": server.stop_s,
+        "serverBusyAfterClientsLeftS": server.busy_after_s,
+    }
+
+
 def log_summary(path: Path) -> dict[str, Any]:
     """Warnings and errors in the server's log (JSON lines; other lines count as `unstructured`)."""
     levels: Counter[str] = Counter()
@@ -835,10 +847,7 @@ async def message_scenario(ctx: Context, mode: str) -> None:
         "database": db,
         "cpu": cpu,
         "loadgen": out["loadgen"],
-        "backgroundBusyPct": background,
-        "serverExitCode": exit_code,
-        "serverStopS": server.stop_s,
-        "serverBusyAfterClientsLeftS": server.busy_after_s,
+        **_server_end(server, background, exit_code),
     }
     if mode == "open":
         result["ratePerPair"] = args.rate
@@ -977,10 +986,7 @@ async def connect_scenario(ctx: Context) -> None:
         "errors": errors,
         "cpu": cpu,
         "loadgen": out["loadgen"],
-        "backgroundBusyPct": background,
-        "serverExitCode": exit_code,
-        "serverStopS": server.stop_s,
-        "serverBusyAfterClientsLeftS": server.busy_after_s,
+        **_server_end(server, background, exit_code),
     }
     log = log_summary(server.log_path)
     ctx.results["connect"]["serverLog"] = log
@@ -1082,10 +1088,7 @@ async def idle_scenario(ctx: Context) -> None:
         "errors": errors,
         "presenceMissing": figures["presenceMissing"],
         "serverLog": log,
-        "backgroundBusyPct": background,
-        "serverExitCode": exit_code,
-        "serverStopS": server.stop_s,
-        "serverBusyAfterClientsLeftS": server.busy_after_s,
+        **_server_end(server, background, exit_code),
     }
     err_fig = ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
     ctx.rows += [
