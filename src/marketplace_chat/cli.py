@@ -1,21 +1,25 @@
-"""`marketplace-chat serve | migrate | token`."""
+"""`marketplace-chat serve | migrate | check | token`."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import socket
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
 
 import jwt
 import structlog
 
 from marketplace_chat.embedded import EmbeddedServers
 from marketplace_chat.logs import configure_logging
-from marketplace_chat.settings import Settings, SettingsError
+from marketplace_chat.preflight import Finding, masked, probe
+from marketplace_chat.settings import Settings, SettingsError, VerifierKind
 
 log = structlog.get_logger("marketplace_chat")
 
@@ -24,7 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marketplace-chat", description="Real-time buyer/seller chat for marketplaces."
     )
-    parser.add_argument("--env-file", default=".env", help="file of settings (default: .env)")
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {version('marketplace-chat')}"
+    )
+    parser.add_argument("--env-file", help="file of settings (default: .env, when present)")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the service")
     serve.add_argument("--dev", action="store_true", help="development mode (CHAT_ENV=development)")
@@ -32,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (PORT, default 3001)")
     serve.add_argument("--no-migrate", action="store_true", help="skip migrations at start")
     sub.add_parser("migrate", help="bring schema chat up to date, then exit")
+    sub.add_parser(
+        "check", help="validate the settings and reach PostgreSQL, Redis and marketplace-api"
+    )
     token = sub.add_parser("token", help="mint a token for the configured local verifier")
     token.add_argument("--user", type=int, required=True, help="user id (the sub claim)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
@@ -53,17 +63,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         if v is not None
     }
     try:
-        settings = Settings.load(args.env_file, **overrides)
+        if args.env_file is not None and not Path(args.env_file).is_file():
+            raise SettingsError(f"--env-file: no such file: {args.env_file}")
+        settings = Settings.load(args.env_file or ".env", **overrides)
         if args.command == "token":
             print(mint_token(settings, args.user, args.ttl))
             return 0
+        if args.command == "check":
+            return check(settings)
         configure_logging(settings.server.log_level, settings.server.log_format)
-        settings.verifier_kind()
         if args.command == "migrate":
             return migrate(settings)
+        settings.verifier_kind()
         return serve(settings)
     except SettingsError as exc:
-        print(f"marketplace-chat: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems or (str(exc),):
+            print(f"marketplace-chat: configuration error: {problem}", file=sys.stderr)
         return 2
 
 
@@ -106,10 +121,95 @@ def backends(settings: Settings) -> Iterator[tuple[str, str]]:
         embedded.stop()
 
 
+def reach(dsn: str, redis_url: str) -> None:
+    """Fail with one line per backend that does not answer, before anything is started on it."""
+    findings = asyncio.run(_reach(dsn, redis_url))
+    down = [f"{f.name}: cannot reach it ({f.detail})" for f in findings if not f.ok]
+    if down:
+        raise SettingsError(*down)
+
+
+async def _reach(dsn: str | None, redis_url: str | None) -> list[Finding]:
+    """Probe the backends given (None: not configured, nothing to probe)."""
+    import asyncpg
+
+    from marketplace_chat.realtime.connection import connect
+
+    async def postgres() -> str:
+        assert dsn is not None
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            server = await conn.fetchval("SHOW server_version")
+            migrated = await conn.fetchval("SELECT to_regclass('chat.alembic_version') IS NOT NULL")
+        finally:
+            await conn.close()
+        return f"PostgreSQL {server} at {masked(dsn)}, schema chat " + (
+            "present" if migrated else "not migrated yet"
+        )
+
+    async def redis() -> str:
+        assert redis_url is not None
+        client = connect(redis_url, timeout_s=5)
+        try:
+            info = await client.info("server")
+        finally:
+            await client.aclose()
+        return f"Redis {info.get('redis_version', '?')} at {masked(redis_url)}"
+
+    probes = []
+    if dsn is not None:
+        probes.append(probe("DATABASE_URL", postgres))
+    if redis_url is not None:
+        probes.append(probe("REDIS_URL", redis))
+    return list(await asyncio.gather(*probes))
+
+
+def check(settings: Settings) -> int:
+    """Print what the settings reach; exit 0 when everything answers, 2 when something does not."""
+    findings: list[Finding] = []
+    try:
+        kind = settings.verifier_kind()
+        findings.append(Finding("verifier", True, kind.value))
+    except SettingsError as exc:
+        findings.append(Finding("verifier", False, str(exc)))
+        kind = None
+    dsn, redis_url = settings.database.dsn(), settings.redis.dsn()
+    if dsn is None or redis_url is None:
+        findings.append(
+            Finding("backends", True, "embedded servers start for what is not configured")
+        )
+    findings += asyncio.run(_check_remote(settings, dsn, redis_url, kind))
+    for finding in findings:
+        print(finding.line())
+    return 0 if all(f.ok for f in findings) else 2
+
+
+async def _check_remote(
+    settings: Settings, dsn: str | None, redis_url: str | None, kind: VerifierKind | None
+) -> list[Finding]:
+    import httpx
+
+    found = await _reach(dsn, redis_url)
+    api = settings.auth.marketplace_api_url
+    if kind is VerifierKind.REMOTE and api:
+        url = api.rstrip("/") + "/" + settings.auth.auth_verify_path.lstrip("/")
+
+        async def marketplace_api() -> str:
+            async with httpx.AsyncClient(timeout=5, follow_redirects=False) as http:
+                answer = await http.get(url)
+            if answer.status_code >= 500:
+                raise RuntimeError(f"{url} answered {answer.status_code}")
+            return f"{url} answered {answer.status_code} without a token"
+
+        found.append(await probe("MARKETPLACE_API_URL", marketplace_api))
+    return found
+
+
 def migrate(settings: Settings) -> int:
     from marketplace_chat.storage.migrate import upgrade
 
-    with backends(settings) as (dsn, _):
+    with backends(settings) as (dsn, redis_url):
+        reach(dsn, redis_url)
         upgrade(dsn)
     log.info("migrated")
     return 0
@@ -144,6 +244,7 @@ def serve(settings: Settings) -> int:
     from marketplace_chat.storage.migrate import upgrade
 
     with backends(settings) as (dsn, redis_url):
+        reach(dsn, redis_url)
         if settings.server.migrate_on_start:
             upgrade(dsn)
         app = create_app(settings, dsn, redis_url)

@@ -7,13 +7,24 @@ its own variables so that the names stay exactly those the operators already use
 
 from __future__ import annotations
 
+import logging
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from marketplace_chat.preflight import explain, public_key_problem, url_problem
 
 DEV_JWT_SECRET = "marketplace-chat-development-secret-do-not-use-in-production"  # noqa: S105
 
@@ -54,6 +65,13 @@ class ServerSettings(BaseSettings):
     shutdown_timeout_s: PositiveFloat = 8.0
     cors_origins: str = "*"
     node_id: str | None = None
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in logging.getLevelNamesMapping():
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return value.upper()
 
 
 class DatabaseSettings(BaseSettings):
@@ -137,7 +155,18 @@ class LimitSettings(BaseSettings):
 
 
 class SettingsError(Exception):
-    """The configuration cannot run a service; the message says what to set."""
+    """The configuration cannot run a service; each line of the message says what to set."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+DATABASE_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+
+
+HTTP = ("http", "https")
 
 
 class Settings(BaseModel):
@@ -153,13 +182,29 @@ class Settings(BaseModel):
     def load(cls, env_file: str | Path | None = ".env", **server: Any) -> Settings:
         """Read every section from the environment and `env_file`; `server` holds CLI overrides."""
         kw: dict[str, Any] = {"_env_file": env_file}
-        return cls(
-            server=ServerSettings(**kw, **server),
-            database=DatabaseSettings(**kw),
-            redis=RedisSettings(**kw),
-            auth=AuthSettings(**kw),
-            limits=LimitSettings(**kw),
-        )
+        sections: dict[str, BaseSettings] = {}
+        problems: list[str] = []
+        for key, section in SECTIONS.items():
+            try:
+                sections[key] = section(**kw, **(server if key == "server" else {}))
+            except ValidationError as exc:
+                problems += explain(section, exc)
+        if problems:
+            raise SettingsError(*problems)
+        settings = cls.model_validate(sections)
+        problems = [
+            line
+            for line in (
+                url_problem("DATABASE_URL", settings.database.url, DATABASE_SCHEMES),
+                url_problem("REDIS_URL", settings.redis.url, REDIS_SCHEMES),
+                url_problem("MARKETPLACE_API_URL", settings.auth.marketplace_api_url, HTTP),
+                public_key_problem(settings.auth.jwt_public_key),
+            )
+            if line is not None
+        ]
+        if problems:
+            raise SettingsError(*problems)
+        return settings
 
     @property
     def development(self) -> bool:
@@ -202,3 +247,12 @@ class Settings(BaseModel):
         if self.development and not self.auth.jwt_public_key:
             return DEV_JWT_SECRET
         return None
+
+
+SECTIONS: dict[str, type[BaseSettings]] = {
+    "server": ServerSettings,
+    "database": DatabaseSettings,
+    "redis": RedisSettings,
+    "auth": AuthSettings,
+    "limits": LimitSettings,
+}

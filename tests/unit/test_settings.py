@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from pydantic import ValidationError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from marketplace_chat.settings import (
     DEV_JWT_SECRET,
@@ -34,6 +35,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in variables():
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
+
+
+def public_key_pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
 
 
 def load() -> Settings:
@@ -82,7 +90,7 @@ def test_cli_override_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.parametrize("port", ["0", "70000", "http"])
 def test_impossible_port_is_refused(monkeypatch: pytest.MonkeyPatch, port: str) -> None:
     monkeypatch.setenv("PORT", port)
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError):
         load()
 
 
@@ -160,7 +168,7 @@ def test_a_local_key_selects_the_local_verifier_even_beside_the_api_url(
     monkeypatch: pytest.MonkeyPatch, variable: str
 ) -> None:
     monkeypatch.setenv("MARKETPLACE_API_URL", "http://api:3000")
-    monkeypatch.setenv(variable, "key-material")
+    monkeypatch.setenv(variable, public_key_pem() if variable == "JWT_PUBLIC_KEY" else "s" * 32)
     assert load().verifier_kind() is VerifierKind.LOCAL
 
 
@@ -207,7 +215,7 @@ def test_configured_secret_wins_over_the_development_secret(
 def test_production_never_falls_back_to_the_development_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setenv("JWT_PUBLIC_KEY", "pem")
+    monkeypatch.setenv("JWT_PUBLIC_KEY", public_key_pem())
     assert load().jwt_secret() is None
     monkeypatch.setenv("CHAT_ENV", "development")
     assert load().jwt_secret() is None
@@ -215,7 +223,7 @@ def test_production_never_falls_back_to_the_development_secret(
 
 def test_unknown_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CHAT_ENV", "staging")
-    with pytest.raises(ValidationError):
+    with pytest.raises(SettingsError):
         load()
 
 
