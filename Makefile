@@ -31,6 +31,8 @@ check: install
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	@$(BIN)/marketplace-chat asyncapi | diff -u docs/asyncapi.yaml - \
+		|| { echo "docs/asyncapi.yaml is out of date: run \`make asyncapi\`"; exit 1; }
 
 fmt: install
 	$(BIN)/ruff format src tests benchmarks
