@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 JS     := tests/e2e/js
 
-.PHONY: run test check fmt bench bench-queries install clean
+.PHONY: run test check fmt asyncapi bench bench-queries install clean
 
 $(BIN)/marketplace-chat: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,10 +31,16 @@ check: install
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	@$(BIN)/marketplace-chat asyncapi | diff -u docs/asyncapi.yaml - \
+		|| { echo "docs/asyncapi.yaml is out of date: run \`make asyncapi\`"; exit 1; }
 
 fmt: install
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+
+## asyncapi: regenerate docs/asyncapi.yaml from the wire models (a unit test fails when it is stale)
+asyncapi: install
+	$(BIN)/marketplace-chat asyncapi --output docs/asyncapi.yaml
 
 BENCH_JS := benchmarks/js
 

@@ -253,7 +253,7 @@ def cpu_summary(a: Sample, b: Sample) -> dict[str, Any]:
 
 async def presence_missing(redis_url: str, user_ids: list[int]) -> int:
     """How many of these users are not in `online:users`: a socket whose `connect` the client saw
-    is registered (PROTOCOL section 2), so every connected user must be there."""
+    is registered, so every connected user must be there."""
     client = aioredis.from_url(redis_url)
     try:
         found: list[int] = []

@@ -1,4 +1,4 @@
-"""`marketplace-chat serve | migrate | check | token`."""
+"""`marketplace-chat serve | migrate | check | token | asyncapi`."""
 
 from __future__ import annotations
 
@@ -46,11 +46,15 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--user", type=int, required=True, help="user id (the sub claim)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.add_argument("--dev", action="store_true", help="use the development secret")
+    spec = sub.add_parser("asyncapi", help="print the AsyncAPI 3 description of /chat")
+    spec.add_argument("--output", help="write it to this file instead of stdout")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "asyncapi":
+        return write_asyncapi(args.output)
     if getattr(args, "dev", False):
         os.environ["CHAT_ENV"] = "development"
     overrides = {
@@ -80,6 +84,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems or (str(exc),):
             print(f"marketplace-chat: configuration error: {problem}", file=sys.stderr)
         return 2
+
+
+def write_asyncapi(output: str | None) -> int:
+    """The event reference needs no settings: it is built from the code alone."""
+    from marketplace_chat.asyncapi import render
+
+    text = render()
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        with open(output, "w", encoding="utf-8") as file:
+            file.write(text)
+    return 0
 
 
 def mint_token(settings: Settings, user_id: int, ttl_s: int) -> str:

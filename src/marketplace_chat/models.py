@@ -13,6 +13,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -53,8 +54,18 @@ def _uuid_str(value: object) -> str:
     raise ValueError("must be a UUID string")
 
 
-Id = Annotated[int, BeforeValidator(_positive_id)]
-Uuid = Annotated[str, BeforeValidator(_uuid_str)]
+# The JSON schemas say what the validators accept, for the event reference (asyncapi.py).
+ID_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+        {"type": "string", "pattern": "^[0-9]+$"},
+    ],
+    "description": "a positive integer, or a string of its digits",
+}
+Id = Annotated[int, BeforeValidator(_positive_id), WithJsonSchema(ID_SCHEMA)]
+Uuid = Annotated[
+    str, BeforeValidator(_uuid_str), WithJsonSchema({"type": "string", "format": "uuid"})
+]
 
 
 class Payload(BaseModel):

@@ -31,7 +31,7 @@ class SeenRequest:
 
 
 def user_body(user_id: int | str, shape: str) -> Any:
-    """A 2xx body carrying ``user_id`` in one of the places PROTOCOL §2 names."""
+    """A 2xx body carrying ``user_id`` in one of the places the remote verifier reads it from."""
     place, _, key = shape.rpartition(".")
     body: dict[str, Any] = {key: user_id, "email": "someone@example.test"}
     return {place: body} if place else body

@@ -1,4 +1,4 @@
-"""Assertions on the wire objects of PROTOCOL §3 to §6, and small flows many tests share."""
+"""Assertions on the wire objects (acks, errors, Chat, Message, events), and small shared flows."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ async def send(client: JsClient, chat_id: str, text: str, **fields: Any) -> dict
 
 
 async def assert_auth_rejected(client: JsClient, code: str, wait_s: float = 8.0) -> dict[str, Any]:
-    """PROTOCOL §2: the client sees ``connect``, then ``auth:error {error, code}``, then the
+    """A refused token: the client sees ``connect``, then ``auth:error {error, code}``, then the
     disconnect with reason ``io server disconnect``; returns the ``auth:error`` payload."""
     first = await client.wait_for_any(["disconnect", "connect_error"], timeout=wait_s)
     assert first.event == "disconnect", f"expected connect+auth:error+disconnect, got {first}"

@@ -1,4 +1,4 @@
-"""The REST view (PROTOCOL §9) from the tests: httpx with a bearer token, and error checks."""
+"""The REST view from the tests: httpx with a bearer token, and error checks."""
 
 from __future__ import annotations
 

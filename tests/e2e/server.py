@@ -15,7 +15,7 @@ import httpx
 
 # Start-up runs the migrations; on a cold 2-core CI machine that can take a while.
 STARTUP_TIMEOUT_S = 60.0
-# PROTOCOL §10: SIGTERM drains and the process exits within 10 s.
+# SIGTERM drains and the process exits within 10 s.
 STOP_TIMEOUT_S = 10.0
 # Variables of the developer's shell that would change what the tests see.
 SCRUBBED_PREFIXES = ("AUTH_", "JWT_", "RATE_LIMIT_", "MARKETPLACE_", "DATABASE_", "REDIS_", "CHAT_")

@@ -1,4 +1,4 @@
-"""PROTOCOL §2 with the local verifier (HS256 with JWT_SECRET)."""
+"""Handshake authentication with the local verifier (HS256 with JWT_SECRET)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PROTOCOL §2 with the remote verifier: marketplace-api's ``GET /auth/me`` (a fake here)."""
+"""The remote verifier: marketplace-api's ``GET /auth/me`` (a fake here) checks each token."""
 
 from __future__ import annotations
 

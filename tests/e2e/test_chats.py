@@ -1,4 +1,4 @@
-"""PROTOCOL §4 and §5: chat:create, chat:join, chat:leave."""
+"""The Chat object and chat:create, chat:join, chat:leave."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PROTOCOL §9, §10 and docs/deploy.md "Rolling restarts and failures": a node drained while
+"""Readiness, draining and docs/deploy.md "Rolling restarts and failures": a node drained while
 messages are in flight, and PostgreSQL or Redis going away and coming back under a running service.
 
 The backends stopped here are private to the test (an embedded PostgreSQL in a folder of its own,

@@ -1,4 +1,4 @@
-"""PROTOCOL §4 and §5: ``seq`` (1, 2, 3… per chat, gapless) and ``messages:history`` paging."""
+"""``seq`` (1, 2, 3… per chat, gapless) and ``messages:history`` paging."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PROTOCOL §5 ``message:send``: a repeated ``clientMessageId`` from the same sender in the same
+"""``message:send``: a repeated ``clientMessageId`` from the same sender in the same
 chat returns the first message: no second row, no second ``message:new``, no seq used up."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PROTOCOL §4 and §5 ``chats:list``: the inbox, most recent activity first, with cursor paging.
+"""``chats:list``: the inbox, most recent activity first, with cursor paging.
 
 README: ordered by ``updatedAt`` (last message or product change), newest first; ``nextCursor`` is
 opaque and ``null`` on the last page.

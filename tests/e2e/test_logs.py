@@ -1,4 +1,4 @@
-"""PROTOCOL §2: never log a token, whichever way it came and however its check ended."""
+"""Never log a token, whichever way it came and however its check ended."""
 
 from __future__ import annotations
 

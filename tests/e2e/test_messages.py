@@ -1,4 +1,4 @@
-"""PROTOCOL §3 to §6: message:send, message:new, and the ``exception`` event."""
+"""message:send, message:new, acks, and the ``exception`` event."""
 
 from __future__ import annotations
 

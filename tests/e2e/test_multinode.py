@@ -1,4 +1,4 @@
-"""PROTOCOL §5 to §7 and §10 across two instances sharing PostgreSQL and Redis: fan-out and
+"""Events, presence and shutdown across two instances sharing PostgreSQL and Redis: fan-out and
 presence hold for all nodes together (events reach each socket once, the seed's presence keys follow
 the sockets of every node, a killed node's users go offline); SIGTERM closes a node's sockets and
 ends the process."""
@@ -110,7 +110,7 @@ async def test_sigterm_closes_the_sockets_and_ends_the_process_in_time(
 # Proving "exactly once" needs a quiet moment after the awaited events, in which a duplicate
 # (a second delivery through the other node) would have arrived.
 QUIET_S = 1.0
-# PROTOCOL §7 / docs/deploy.md: a node that dies without cleaning up is reaped within 30 s.
+# docs/deploy.md: a node that dies without cleaning up is reaped within 30 s.
 DEAD_NODE_REAPED_S = 30.0
 
 
@@ -142,7 +142,7 @@ async def test_buyer_and_seller_on_two_nodes_get_every_event_once(
     message = await send(seller, chat_id, "sent on node B")
     for client in (buyer, seller):
         assert await client.wait_for("message:new") == message
-    # Sending ends the typist's indicator (PROTOCOL §6), across the nodes too.
+    # Sending ends the typist's indicator, across the nodes too.
     assert await buyer.wait_for("typing:stop") == seller_typing
 
     receipt = ok(
@@ -221,7 +221,7 @@ async def test_presence_keys_follow_a_user_with_a_socket_on_each_node(
     on_a = await _on(bridge, a, tokens, partner_id)
     await watcher.wait_for("user:online", lambda e: e["userId"] == partner_id)
     on_b = await _on(bridge, b, tokens, partner_id)
-    # PROTOCOL §2: at `connect` the socket is registered; §7: the key holds the latest socket.
+    # At `connect` the socket is registered, and the key holds the latest socket.
     assert await redis.get(key) == on_b.sid
     assert await redis.sismember("online:users", str(partner_id))
 

@@ -1,4 +1,4 @@
-"""PROTOCOL §9 and docs/deploy.md for the people who run the service: `/health`, `/ready`,
+"""docs/deploy.md for the people who run the service: `/health`, `/ready`,
 Prometheus `/metrics` whose counters follow what happened, and JSON logs that name the socket and
 the user but never carry a message's text. (`/ready` turning 503 in an outage: test_faults.py.)
 """

@@ -1,4 +1,4 @@
-"""PROTOCOL §5 to §7: user:online / user:offline, users:online, and presence state in Redis."""
+"""user:online / user:offline, users:online, and presence state in Redis."""
 
 from __future__ import annotations
 

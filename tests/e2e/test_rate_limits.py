@@ -1,4 +1,4 @@
-"""PROTOCOL §3 and §7: rate limits per user, across sockets and nodes (Redis), and their metrics.
+"""Rate limits per user, across sockets and nodes (Redis), and their metrics.
 
 The module's two servers share PostgreSQL and Redis and allow 5 ``message:send`` per 3 s and 3
 ``chat:create`` per minute; ``typing:start`` keeps its default throttle of 2 s.

@@ -1,4 +1,4 @@
-"""PROTOCOL §4 to §6: read pointers (``message:read``) and ``unreadCount``.
+"""Read pointers (``message:read``) and ``unreadCount``.
 
 ``unreadCount`` counts the other participant's messages after the caller's read pointer; the
 pointer only moves forward, and a move is told to every socket of both participants.

@@ -1,4 +1,4 @@
-"""PROTOCOL §9 and README "REST": the same data over HTTP with the same bearer tokens, objects and
+"""README "REST": the same data over HTTP with the same bearer tokens, objects and
 codes; bodies are the plain objects; errors are ``{error, code}`` with a matching status."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""PROTOCOL §5 ``messages:sync``: catching up after a reconnect, per chat, without gaps or repeats.
+"""``messages:sync``: catching up after a reconnect, per chat, without gaps or repeats.
 
 README: every listed chat is answered (empty ``messages`` when nothing is new); of the caller's
 other chats, those with messages after the caller's read pointer (from 0 without one).

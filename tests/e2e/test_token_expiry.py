@@ -1,4 +1,4 @@
-"""PROTOCOL §2, after the handshake: per-action expiry, the grace disconnect, auth:refresh-token."""
+"""After the handshake: per-action token expiry, the grace disconnect, auth:refresh-token."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PROTOCOL §1: the same conversation over WebSocket-only clients and over long-polling with upgrade
+"""The same conversation over WebSocket-only clients and over long-polling with upgrade
 (the JS client's default), mixed in one chat."""
 
 from __future__ import annotations

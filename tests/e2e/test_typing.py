@@ -1,4 +1,4 @@
-"""PROTOCOL §5 to §7: typing:start / typing:stop and their Redis key."""
+"""typing:start / typing:stop and their Redis key."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""PROTOCOL §3: bad input of any kind to any event is VALIDATION_ERROR naming the field, changes
+"""Bad input of any kind to any event is VALIDATION_ERROR naming the field, changes
 nothing, and leaves the connection usable."""
 
 from __future__ import annotations
