@@ -28,7 +28,9 @@ from marketplace_chat.service import ChatService
 
 # The bearer scheme of the OpenAPI description (the Authorize button of /docs); a missing or
 # malformed header is ours to refuse, with TOKEN_REQUIRED.
-bearer = HTTPBearer(auto_error=False, description="a JWT issued by marketplace-api")
+bearer = HTTPBearer(
+    auto_error=False, scheme_name="bearer", description="a JWT issued by marketplace-api"
+)
 
 # FastAPI resolves these annotations at runtime, so this module keeps them as real objects.
 ChatIdPath = Annotated[str, Path(alias="chatId", description="a chat id (UUID)")]

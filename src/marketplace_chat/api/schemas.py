@@ -10,60 +10,62 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
 
 from marketplace_chat.errors import ErrorCode
 from marketplace_chat.models import Payload
 
-_WIRE = ConfigDict(extra="forbid")
+# camelCase on the wire, as everywhere; FastAPI describes responses by their aliases.
+_WIRE = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
 class Message(BaseModel):
     model_config = _WIRE
 
     id: str = Field(description="UUID")
-    chatId: str = Field(description="UUID")  # noqa: N815 - the wire's camelCase
+    chat_id: str = Field(description="UUID")
     seq: int = Field(description="1, 2, 3… in commit order within the chat, without gaps")
-    senderId: int  # noqa: N815
+    sender_id: int
     text: str
-    productId: int | None  # noqa: N815
-    clientMessageId: str | None  # noqa: N815
-    createdAt: str = Field(description="ISO-8601 UTC with milliseconds")  # noqa: N815
+    product_id: int | None
+    client_message_id: str | None
+    created_at: str = Field(description="ISO-8601 UTC with milliseconds")
 
 
 class Chat(BaseModel):
     model_config = _WIRE
 
     id: str = Field(description="UUID")
-    buyerId: int  # noqa: N815
-    sellerId: int  # noqa: N815
-    productId: int | None = Field(description="the chat's current product context")  # noqa: N815
-    createdAt: str  # noqa: N815
-    updatedAt: str = Field(description="last message or product change")  # noqa: N815
-    lastMessage: Message | None  # noqa: N815
-    unreadCount: int = Field(description="the partner's messages after the caller's read pointer")  # noqa: N815
+    buyer_id: int
+    seller_id: int
+    product_id: int | None = Field(description="the chat's current product context")
+    created_at: str
+    updated_at: str = Field(description="last message or product change")
+    last_message: Message | None
+    unread_count: int = Field(description="the partner's messages after the caller's read pointer")
 
 
 class ChatsPage(BaseModel):
     model_config = _WIRE
 
     chats: list[Chat]
-    nextCursor: str | None = Field(description="`before` of the next page; null on the last")  # noqa: N815
+    next_cursor: str | None = Field(description="`before` of the next page; null on the last")
 
 
 class MessagesPage(BaseModel):
     model_config = _WIRE
 
     messages: list[Message] = Field(description="in chronological order")
-    hasMore: bool  # noqa: N815
+    has_more: bool
 
 
 class ReadPointer(BaseModel):
     model_config = _WIRE
 
-    chatId: str  # noqa: N815
-    messageId: str  # noqa: N815
+    chat_id: str
+    message_id: str
     seq: int
-    readAt: str  # noqa: N815
+    read_at: str
 
 
 class Error(BaseModel):
@@ -73,7 +75,7 @@ class Error(BaseModel):
 
     error: str = Field(description="what went wrong, for people; names the field when it is one")
     code: ErrorCode
-    retryAfterMs: int | None = Field(default=None, description="with RATE_LIMITED")  # noqa: N815
+    retry_after_ms: int | None = Field(default=None, description="with RATE_LIMITED")
 
 
 ERROR_STATUSES = {

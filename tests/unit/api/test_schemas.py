@@ -14,10 +14,13 @@ MESSAGE = Message("m-1", "c-1", 1, 7, "hi", None, "client-1", NOW)
 def test_message_and_chat_wire_forms_validate_against_their_schemas() -> None:
     chat = Chat("c-1", 7, 8, 3, NOW, NOW, MESSAGE, 1)
 
-    assert schemas.Message.model_validate(MESSAGE.to_wire()).model_dump() == MESSAGE.to_wire()
-    assert schemas.Chat.model_validate(chat.to_wire()).model_dump() == chat.to_wire()
+    assert (
+        schemas.Message.model_validate(MESSAGE.to_wire()).model_dump(by_alias=True)
+        == MESSAGE.to_wire()
+    )
+    assert schemas.Chat.model_validate(chat.to_wire()).model_dump(by_alias=True) == chat.to_wire()
     empty = Chat("c-2", 7, 8, None, NOW, NOW, None, 0).to_wire()
-    assert schemas.Chat.model_validate(empty).model_dump() == empty
+    assert schemas.Chat.model_validate(empty).model_dump(by_alias=True) == empty
 
 
 def test_pages_and_read_pointer_validate_against_their_schemas() -> None:
