@@ -16,10 +16,11 @@ import httpx
 import redis.asyncio as aioredis
 import socketio
 import structlog
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
+from marketplace_chat.api.docs import install_docs
+from marketplace_chat.api.http_errors import install_error_handlers
+from marketplace_chat.api.middleware import ApiCors, BodyLimit
 from marketplace_chat.api.ops import ops_router
 from marketplace_chat.api.rest import rest_router
 from marketplace_chat.auth.base import Verifier
@@ -27,7 +28,7 @@ from marketplace_chat.auth.cache import CachingVerifier
 from marketplace_chat.auth.local import LocalVerifier
 from marketplace_chat.auth.remote import RemoteVerifier
 from marketplace_chat.clock import Clock, SystemClock
-from marketplace_chat.errors import ChatError, RateLimited, ValidationFailed
+from marketplace_chat.errors import ChatError
 from marketplace_chat.gateway.namespace import ChatNamespace
 from marketplace_chat.gateway.notifier import SocketNotifier
 from marketplace_chat.gateway.server import NAMESPACE, ChatSocketServer, create_server
@@ -189,27 +190,15 @@ def create_app(
         version="0.1.0",
         summary="Buyer/seller chat: REST view of the Socket.IO service",
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs from packaged assets, not from a CDN
+        redoc_url=None,
     )
     api.include_router(ops_router({"database": _ping_db(api), "redis": redis.ping}, metrics))
-
-    @api.exception_handler(ChatError)
-    async def chat_error(request: Request, exc: ChatError) -> JSONResponse:
-        if isinstance(exc, RateLimited):
-            metrics.rate_limited.labels(exc.action).inc()
-        status, body = exc.to_http()
-        return JSONResponse(body, status_code=status)
-
-    @api.exception_handler(RequestValidationError)
-    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
-        field = ".".join(str(p) for p in first["loc"] if p not in ("body", "query", "path"))
-        status, body = ValidationFailed(f"{field or 'payload'}: {first['msg']}").to_http()
-        return JSONResponse(body, status_code=status)
-
-    @api.exception_handler(Exception)
-    async def crashed(request: Request, exc: Exception) -> JSONResponse:
-        log.error("request_crashed", path=request.url.path, error=type(exc).__name__)
-        return JSONResponse({"error": "Internal server error", "code": "INTERNAL_ERROR"}, 500)
+    install_docs(api)
+    install_error_handlers(api, lambda exc: metrics.rate_limited.labels(exc.action).inc())
+    # Added inner first: CORS wraps the body limit, so a 413 carries the CORS headers too.
+    api.add_middleware(BodyLimit, limit=settings.server.max_request_body_bytes)
+    api.add_middleware(ApiCors, origins=settings.server.cors_origins)
 
     chat_app = ChatApp(
         socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io"),

@@ -64,6 +64,9 @@ class ServerSettings(BaseSettings):
     ws_compression: bool = False
     shutdown_timeout_s: PositiveFloat = 8.0
     cors_origins: str = "*"
+    # REST bodies are a few hundred bytes; 64 kB leaves room and bounds what a client can make
+    # the server hold.
+    max_request_body_bytes: PositiveInt = 65_536
     node_id: str | None = None
 
     @field_validator("log_level")

@@ -43,6 +43,16 @@ def node_executable() -> str:
     return node
 
 
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, the headless browser of the documentation pages' test."""
+    path = shutil.which("chromium")
+    if path is None:
+        _missing_prerequisite("chromium is not installed (apt-get install chromium)")
+    assert path is not None
+    return path
+
+
 @pytest_asyncio.fixture(scope="session")
 async def node_bridge(
     node_executable: str, tmp_path_factory: pytest.TempPathFactory

@@ -39,9 +39,10 @@ def body(response: httpx.Response, status: int | tuple[int, ...]) -> Any:
     return data
 
 
-def rest_failed(response: httpx.Response, code: str) -> str:
-    """Asserts an error ``{error, code}`` with the status that matches ``code``."""
-    data = body(response, STATUS_OF[code])
+def rest_failed(response: httpx.Response, code: str, status: int | None = None) -> str:
+    """Asserts an error ``{error, code}`` with the status that matches ``code`` (or ``status``,
+    for the framework's statuses such as 405 and 413)."""
+    data = body(response, status if status is not None else STATUS_OF[code])
     assert isinstance(data, dict), data
     assert data.get("code") == code, f"expected {code}, got {data}"
     assert {"error", "code"} <= set(data), data

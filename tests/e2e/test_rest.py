@@ -411,11 +411,66 @@ async def test_openapi_lists_the_rest_routes(chat_server: ChatServer) -> None:
         )
 
 
-async def test_docs_serve_html(chat_server: ChatServer) -> None:
+async def test_openapi_describes_objects_bodies_errors_and_the_bearer_scheme(
+    chat_server: ChatServer,
+) -> None:
     async with httpx.AsyncClient(base_url=chat_server.url, timeout=10.0) as http:
-        response = await http.get("/docs")
+        spec = body(await http.get("/openapi.json"), 200)
 
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/html")
-    assert "<html" in response.text.lower()
-    assert "openapi.json" in response.text
+    components = spec["components"]
+    schemes = components["securitySchemes"]
+    assert [(s["type"], s["scheme"]) for s in schemes.values()] == [("http", "bearer")], schemes
+    schemas = components["schemas"]
+    assert set(schemas["Chat"]["properties"]) >= {
+        "id", "buyerId", "sellerId", "productId", "createdAt", "updatedAt", "lastMessage",
+        "unreadCount",
+    }  # fmt: skip
+    assert set(schemas["Message"]["properties"]) >= {
+        "id", "chatId", "seq", "senderId", "text", "productId", "clientMessageId", "createdAt",
+    }  # fmt: skip
+    assert set(schemas["Error"]["required"]) == {"error", "code"}
+
+    def op(method: str, path: str) -> dict[str, Any]:
+        return dict(spec["paths"][path][method])
+
+    def ref(response: dict[str, Any]) -> str:
+        return str(response["content"]["application/json"]["schema"]["$ref"]).rsplit("/", 1)[1]
+
+    expected = {
+        ("get", "/api/chats"): ("200", "ChatsPage"),
+        ("post", "/api/chats"): ("201", "Chat"),
+        ("get", "/api/chats/{chatId}"): ("200", "Chat"),
+        ("get", "/api/chats/{chatId}/messages"): ("200", "MessagesPage"),
+        ("post", "/api/chats/{chatId}/messages"): ("201", "Message"),
+        ("post", "/api/chats/{chatId}/read"): ("200", "ReadPointer"),
+    }
+    for (method, path), (status, schema) in expected.items():
+        operation = op(method, path)
+        assert operation["security"] == [{name: []} for name in schemes], (method, path)
+        assert ref(operation["responses"][status]) == schema, (method, path)
+        for error_status in ("401", "404", "422", "500"):
+            assert ref(operation["responses"][error_status]) == "Error", (method, path)
+    bodies = {
+        path: op("post", path)["requestBody"]["content"]["application/json"]["schema"]
+        for path in ("/api/chats", "/api/chats/{chatId}/messages", "/api/chats/{chatId}/read")
+    }
+    assert set(bodies["/api/chats"]["required"]) == {"buyerId", "sellerId"}
+    assert bodies["/api/chats/{chatId}/messages"]["required"] == ["text"]
+    assert "chatId" not in bodies["/api/chats/{chatId}/messages"]["properties"]
+    assert bodies["/api/chats/{chatId}/read"]["required"] == ["messageId"]
+    assert "413" in op("post", "/api/chats")["responses"]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_docs_pages_load_nothing_from_another_host(
+    chat_server: ChatServer, page: str
+) -> None:
+    async with httpx.AsyncClient(base_url=chat_server.url, timeout=10.0) as http:
+        response = await http.get(page)
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/html")
+        assert "://" not in response.text.replace("window.location.origin", ""), response.text
+        assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+        assert assets, response.text
+        for asset in assets:
+            assert (await http.get(asset)).status_code == 200, asset

@@ -1,14 +1,18 @@
 """REST: the same objects and error codes as the socket, with the same bearer tokens.
 
 Bodies are the plain objects (no `{success, data}` wrapper); errors are `{error, code}` with an
-HTTP status that matches the code.
+HTTP status that matches the code. Every endpoint verifies the caller's token (a dependency)
+before it reads its body or query, and hands both to the socket's own payload models.
 """
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from marketplace_chat.api import schemas
+from marketplace_chat.api.inputs import json_object, query_args
 from marketplace_chat.auth.base import Verifier
 from marketplace_chat.errors import AuthError, ErrorCode, ValidationFailed
 from marketplace_chat.models import (
@@ -22,103 +26,135 @@ from marketplace_chat.models import (
 )
 from marketplace_chat.service import ChatService
 
-ERROR_SCHEMA = {
-    "description": "An error",
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
-                "required": ["error", "code"],
-            }
-        }
-    },
-}
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: ERROR_SCHEMA for status in (401, 403, 404, 422, 429, 500, 503)
-}
-
+# The bearer scheme of the OpenAPI description (the Authorize button of /docs); a missing or
+# malformed header is ours to refuse, with TOKEN_REQUIRED.
+bearer = HTTPBearer(
+    auto_error=False, scheme_name="bearer", description="a JWT issued by marketplace-api"
+)
 
 # FastAPI resolves these annotations at runtime, so this module keeps them as real objects.
 ChatIdPath = Annotated[str, Path(alias="chatId", description="a chat id (UUID)")]
+# Declared as strings so that the payload models, not FastAPI, judge them (see inputs.py);
+# the description shows what the models accept.
+Limit = Annotated[
+    str | None,
+    Query(
+        description="1–100, written as plain digits",
+        json_schema_extra={"anyOf": [{"type": "integer", "minimum": 1, "maximum": 100}]},
+    ),
+]
+MessageId = Annotated[str | None, Query(description="a message id (UUID)")]
 
-
-def _query(**values: object) -> dict[str, object]:
-    return {k: v for k, v in values.items() if v is not None}
+READ_ERRORS = schemas.error_responses(401, 403, 404, 422, 500, 503)
+WRITE_ERRORS = schemas.error_responses(401, 403, 404, 413, 422, 429, 500, 503)
 
 
 def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
-    router = APIRouter(prefix="/api", tags=["chats"], responses=ERRORS)
+    router = APIRouter(prefix="/api", tags=["chats"])
 
-    async def caller(authorization: Annotated[str | None, Header()] = None) -> int:
-        if not authorization or authorization[:7].lower() != "bearer ":
+    async def caller(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> int:
+        if credentials is None:
             raise AuthError("Authentication token is required", ErrorCode.TOKEN_REQUIRED)
-        return (await verifier.verify(authorization[7:])).user_id
+        return (await verifier.verify(credentials.credentials)).user_id
 
     User = Annotated[int, Depends(caller)]  # noqa: N806 - a type alias
 
-    @router.get("/chats")
+    @router.get(
+        "/chats", response_model=None, responses={200: {"model": schemas.ChatsPage}, **READ_ERRORS}
+    )
     async def list_chats(
         user: User,
-        limit: Annotated[int | None, Query(description="1–100, default 30")] = None,
+        request: Request,
+        limit: Limit = None,
         before: Annotated[str | None, Query(description="nextCursor of the previous page")] = None,
     ) -> dict[str, Any]:
-        """The caller's chats, most recent activity first."""
-        page = await service.list_chats(user, parse(ChatsQuery, _query(limit=limit, before=before)))
+        """The caller's chats, most recent activity first (`limit` default 30)."""
+        page = await service.list_chats(
+            user, parse(ChatsQuery, query_args(request, ints=["limit"]))
+        )
         return {"chats": [c.to_wire() for c in page.chats], "nextCursor": page.next_cursor}
 
-    @router.post("/chats")
-    async def create_chat(
-        user: User, body: Annotated[dict[str, Any], Body(examples=[{"buyerId": 1, "sellerId": 2}])]
-    ) -> JSONResponse:
+    @router.post(
+        "/chats",
+        response_model=None,
+        responses={
+            200: {"model": schemas.Chat, "description": "the pair's existing chat"},
+            201: {"model": schemas.Chat, "description": "a new chat"},
+            **WRITE_ERRORS,
+        },
+        openapi_extra=schemas.request_body(ChatCreate, example={"buyerId": 1, "sellerId": 2}),
+    )
+    async def create_chat(user: User, request: Request) -> JSONResponse:
         """Open (or find) the chat of a buyer/seller pair; 201 when it is new."""
-        chat, created = await service.create_chat(user, parse(ChatCreate, body))
+        chat, created = await service.create_chat(
+            user, parse(ChatCreate, await json_object(request))
+        )
         return JSONResponse(chat.to_wire(), status_code=201 if created else 200)
 
-    @router.get("/chats/{chatId}")
+    @router.get(
+        "/chats/{chatId}",
+        response_model=None,
+        responses={200: {"model": schemas.Chat}, **READ_ERRORS},
+    )
     async def get_chat(user: User, chat_id: ChatIdPath) -> dict[str, Any]:
+        """One of the caller's chats."""
         ref = parse(ChatRef, {"chatId": chat_id})
         return (await service.get_chat(user, ref.chat_id)).to_wire()
 
-    @router.get("/chats/{chatId}/messages")
+    @router.get(
+        "/chats/{chatId}/messages",
+        response_model=None,
+        responses={200: {"model": schemas.MessagesPage}, **READ_ERRORS},
+    )
     async def history(
         user: User,
+        request: Request,
         chat_id: ChatIdPath,
-        limit: Annotated[int | None, Query(description="1–100, default 50")] = None,
-        before: Annotated[str | None, Query(description="a message id")] = None,
-        after: Annotated[str | None, Query(description="a message id")] = None,
+        limit: Limit = None,
+        before: MessageId = None,
+        after: MessageId = None,
     ) -> dict[str, Any]:
-        """A page of messages in chronological order."""
-        q = parse(HistoryQuery, _query(chatId=chat_id, limit=limit, before=before, after=after))
-        page = await service.history(user, q)
+        """A page of messages in chronological order (`limit` default 50): the newest before
+        `before` (or overall), or the oldest after `after`."""
+        args = query_args(request, ints=["limit"], path=["chatId"])
+        page = await service.history(user, parse(HistoryQuery, {**args, "chatId": chat_id}))
         return {"messages": [m.to_wire() for m in page.messages], "hasMore": page.has_more}
 
-    @router.post("/chats/{chatId}/messages", status_code=201)
-    async def send(
-        user: User,
-        chat_id: ChatIdPath,
-        body: Annotated[dict[str, Any], Body(examples=[{"text": "Is it still available?"}])],
-    ) -> dict[str, Any]:
+    @router.post(
+        "/chats/{chatId}/messages",
+        status_code=201,
+        response_model=None,
+        responses={201: {"model": schemas.Message}, **WRITE_ERRORS},
+        openapi_extra=schemas.request_body(
+            MessageSend, example={"text": "Is it still available?"}, path=("chatId",)
+        ),
+    )
+    async def send(user: User, request: Request, chat_id: ChatIdPath) -> dict[str, Any]:
         """Send a message; delivered in real time like a socket send."""
-        p = parse(MessageSend, {**_object(body), "chatId": chat_id})
+        p = parse(MessageSend, {**_without_chat_id(await json_object(request)), "chatId": chat_id})
         return (await service.send(user, p)).to_wire()
 
-    @router.post("/chats/{chatId}/read")
-    async def read(
-        user: User,
-        chat_id: ChatIdPath,
-        body: Annotated[dict[str, Any], Body(examples=[{"messageId": "…"}])],
-    ) -> dict[str, Any]:
+    @router.post(
+        "/chats/{chatId}/read",
+        response_model=None,
+        responses={200: {"model": schemas.ReadPointer}, **WRITE_ERRORS},
+        openapi_extra=schemas.request_body(
+            MessageRead,
+            example={"messageId": "0b7e2d52-6d1f-4c1e-9a34-3f1f0c6f9a10"},
+            path=("chatId",),
+        ),
+    )
+    async def read(user: User, request: Request, chat_id: ChatIdPath) -> dict[str, Any]:
         """Move the caller's read pointer forward to a message."""
-        p = parse(MessageRead, {**_object(body), "chatId": chat_id})
+        p = parse(MessageRead, {**_without_chat_id(await json_object(request)), "chatId": chat_id})
         return (await service.read(user, p)).to_wire(with_user=False)
 
     return router
 
 
-def _object(body: object) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise ValidationFailed("payload: must be an object")
+def _without_chat_id(body: dict[str, object]) -> dict[str, object]:
     if "chatId" in body:
         raise ValidationFailed("chatId: give it in the path")
     return body
