@@ -440,7 +440,7 @@ async def test_openapi_describes_objects_bodies_errors_and_the_bearer_scheme(
         ("get", "/api/chats"): ("200", "ChatsPage"),
         ("post", "/api/chats"): ("201", "Chat"),
         ("get", "/api/chats/{chatId}"): ("200", "Chat"),
-        ("get", "/api/chats/{chatId}/messages"): ("200", "MessagesPage"),
+        ("get", "/api/chats/{chatId}/messages"): ("200", "HistoryPage"),
         ("post", "/api/chats/{chatId}/messages"): ("201", "Message"),
         ("post", "/api/chats/{chatId}/read"): ("200", "ReadPointer"),
     }

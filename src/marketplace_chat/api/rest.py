@@ -106,7 +106,7 @@ def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
     @router.get(
         "/chats/{chatId}/messages",
         response_model=None,
-        responses={200: {"model": schemas.MessagesPage}, **READ_ERRORS},
+        responses={200: {"model": schemas.HistoryPage}, **READ_ERRORS},
     )
     async def history(
         user: User,

@@ -12,66 +12,22 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from marketplace_chat import wire
 from marketplace_chat.errors import ErrorCode
 from marketplace_chat.models import Payload
 
-# camelCase on the wire, as everywhere; FastAPI describes responses by their aliases.
-_WIRE = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
-
-
-class Message(BaseModel):
-    model_config = _WIRE
-
-    id: str = Field(description="UUID")
-    chat_id: str = Field(description="UUID")
-    seq: int = Field(description="1, 2, 3… in commit order within the chat, without gaps")
-    sender_id: int
-    text: str
-    product_id: int | None
-    client_message_id: str | None
-    created_at: str = Field(description="ISO-8601 UTC with milliseconds")
-
-
-class Chat(BaseModel):
-    model_config = _WIRE
-
-    id: str = Field(description="UUID")
-    buyer_id: int
-    seller_id: int
-    product_id: int | None = Field(description="the chat's current product context")
-    created_at: str
-    updated_at: str = Field(description="last message or product change")
-    last_message: Message | None
-    unread_count: int = Field(description="the partner's messages after the caller's read pointer")
-
-
-class ChatsPage(BaseModel):
-    model_config = _WIRE
-
-    chats: list[Chat]
-    next_cursor: str | None = Field(description="`before` of the next page; null on the last")
-
-
-class MessagesPage(BaseModel):
-    model_config = _WIRE
-
-    messages: list[Message] = Field(description="in chronological order")
-    has_more: bool
-
-
-class ReadPointer(BaseModel):
-    model_config = _WIRE
-
-    chat_id: str
-    message_id: str
-    seq: int
-    read_at: str
+# The objects are the ones the socket sends (`wire.py`, held to every `to_wire()` by its tests).
+Message = wire.Message
+Chat = wire.Chat
+ChatsPage = wire.ChatsPage
+HistoryPage = wire.HistoryPage
+ReadPointer = wire.ReadPointer
 
 
 class Error(BaseModel):
     """Every error of the API, whatever the route or the status."""
 
-    model_config = _WIRE
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
     error: str = Field(description="what went wrong, for people; names the field when it is one")
     code: ErrorCode

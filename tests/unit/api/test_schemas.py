@@ -27,7 +27,7 @@ def test_pages_and_read_pointer_validate_against_their_schemas() -> None:
     receipt = ReadReceipt("c-1", 7, "m-1", 1, NOW).to_wire(with_user=False)
 
     schemas.ReadPointer.model_validate(receipt)
-    schemas.MessagesPage.model_validate({"messages": [MESSAGE.to_wire()], "hasMore": False})
+    schemas.HistoryPage.model_validate({"messages": [MESSAGE.to_wire()], "hasMore": False})
     schemas.ChatsPage.model_validate({"chats": [], "nextCursor": None})
 
 
