@@ -421,6 +421,14 @@ class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
 
         return on_message
 
+    async def disconnect(self, sid: str | None = None) -> None:
+        """Engine.IO's disconnect (one session, or every one), without waiting for a poll to
+        take the CLOSE packet: a poll already waiting gets it at once, a later one a 400."""
+        for one in [sid] if sid is not None else list(self.sockets):
+            socket = self.sockets.pop(one, None)
+            if socket is not None:
+                await socket.close(wait=False, reason=self.reason.SERVER_DISCONNECT)
+
     async def _close_session(self, socket: Any) -> None:
         # The CLOSE packet goes to the WebSocket writer or the next poll; nothing waits for it.
         await socket.close(wait=False, abort=False, reason=self.reason.TRANSPORT_ERROR)

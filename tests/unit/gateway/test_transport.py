@@ -190,9 +190,10 @@ async def test_protocol_carries_frames_both_ways_and_forgets_the_handshake(
 
 
 class EngineIO:
-    def __init__(self, port: int, events: list[tuple[str, ...]]) -> None:
+    def __init__(self, port: int, events: list[tuple[str, ...]], server: Any) -> None:
         self.url = f"127.0.0.1:{port}/engine.io/?EIO=4"
         self.events = events
+        self.server = server
 
     async def disconnected(self) -> tuple[str, ...]:
         for _ in range(300):
@@ -230,7 +231,7 @@ async def engineio_server() -> AsyncIterator[EngineIO]:
     eio.on("message", on_message)
     eio.on("disconnect", on_disconnect)
     async with _serve(engineio.ASGIApp(eio)) as (port, _):
-        yield EngineIO(port, events)
+        yield EngineIO(port, events, eio)
 
 
 @contextlib.asynccontextmanager
@@ -475,3 +476,14 @@ async def test_the_header_deadline_covers_the_next_request_on_a_keep_alive_conne
     async with _serve(app, http_protocol(0.3)) as (port, _):
         complete = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
         assert await _closed_by_server(port, complete + b"GET /hea", within_s=2)
+
+
+async def test_disconnecting_a_session_with_no_poll_pending_does_not_wait_for_one(
+    engineio_server: EngineIO,
+) -> None:
+    first, second = await _open_poll(engineio_server), await _open_poll(engineio_server)
+    await asyncio.wait_for(engineio_server.server.disconnect(first), 1)
+    await asyncio.wait_for(engineio_server.server.disconnect(), 1)  # every session left
+    reasons = [e[2] for e in engineio_server.events if e[0] == "disconnect"]
+    assert reasons == ["server disconnect", "server disconnect"]
+    assert second not in engineio_server.server.sockets
