@@ -13,6 +13,7 @@ import pytest
 import uvicorn
 import websockets
 
+from marketplace_chat.gateway import transport
 from marketplace_chat.gateway.http_protocol import ChatHttpProtocol, http_protocol
 from marketplace_chat.gateway.transport import (
     MAX_PAYLOAD_BYTES,
@@ -444,6 +445,17 @@ async def test_a_chunked_poll_that_grows_past_the_limit_is_answered_413(
     body = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * 3 + b"0\r\n\r\n"
     status = await _raw_request(_port(engineio_server), head, body)
     assert status.startswith(b"HTTP/1.1 413"), status
+    assert not [e for e in engineio_server.events if e[0] == "message"]
+
+
+async def test_a_poll_body_that_stalls_is_answered_408(
+    engineio_server: EngineIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transport, "POLL_BODY_TIMEOUT_S", 0.3)
+    sid = await _open_poll(engineio_server)
+    head = _post_head(engineio_server, sid, "Content-Length: 100")
+    status = await _raw_request(_port(engineio_server), head, b"4hello")  # 6 of 100 bytes
+    assert status.startswith(b"HTTP/1.1 408"), status
     assert not [e for e in engineio_server.events if e[0] == "message"]
 
 
