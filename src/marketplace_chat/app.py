@@ -124,6 +124,9 @@ class ChatApp:
             if eio_sid is not None:
                 with contextlib.suppress(Exception):
                     await self._sio.eio.disconnect(eio_sid)
+        # Sessions that never joined /chat, so that their pending polls are answered now.
+        with contextlib.suppress(Exception):
+            await self._sio.eio.disconnect()
         log.info("drained", sockets=len(sockets))
 
 

@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the service")
     serve.add_argument("--dev", action="store_true", help="development mode (CHAT_ENV=development)")
-    serve.add_argument("--host", help="address to listen on (HOST, default 0.0.0.0)")
+    serve.add_argument(
+        "--host", help="address to listen on (HOST; default 0.0.0.0, with --dev 127.0.0.1)"
+    )
     serve.add_argument("--port", type=int, help="port to listen on (PORT, default 3001)")
     serve.add_argument("--no-migrate", action="store_true", help="skip migrations at start")
     sub.add_parser("migrate", help="bring schema chat up to date, then exit")
@@ -237,14 +239,29 @@ def serve(settings: Settings) -> int:
 
     class DrainingServer(uvicorn.Server):
         """On SIGTERM, drains the chat (events in flight, presence, sockets) before uvicorn
-        closes its connections, so that long-polling requests do not hold the exit up."""
+        closes its connections, so that long-polling requests do not hold the exit up.
 
-        def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        The drain and uvicorn's wait for the requests still running share one deadline,
+        `SHUTDOWN_TIMEOUT_S` from the signal: whatever a peer holds open, the process exits.
+        """
+
+        def __init__(
+            self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]], budget_s: float
+        ) -> None:
             super().__init__(config)
             self._drain = drain
+            self._budget_s = budget_s
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            await self._drain()
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._budget_s
+            try:
+                # At least a second is left for the requests still running to finish.
+                async with asyncio.timeout_at(deadline - min(1.0, self._budget_s / 2)):
+                    await self._drain()
+            except TimeoutError:
+                log.warning("drain_timed_out", budget_s=self._budget_s)
+            self.config.timeout_graceful_shutdown = max(1, int(deadline - loop.time()))
             await super().shutdown(sockets)
 
         @contextmanager
@@ -257,7 +274,8 @@ def serve(settings: Settings) -> int:
                 self._captured_signals.clear()
 
     from marketplace_chat.app import create_app
-    from marketplace_chat.gateway.transport import ChatWebSocketProtocol
+    from marketplace_chat.gateway.http_protocol import http_protocol
+    from marketplace_chat.gateway.transport import MAX_PAYLOAD_BYTES, ChatWebSocketProtocol
     from marketplace_chat.storage.migrate import upgrade
 
     with backends(settings) as (dsn, redis_url):
@@ -267,12 +285,17 @@ def serve(settings: Settings) -> int:
         app = create_app(settings, dsn, redis_url)
         config = uvicorn.Config(
             app.asgi,
-            host=settings.server.host,
+            host=settings.server.listen_host,
             port=settings.server.port,
             loop="uvloop" if sys.platform != "win32" else "asyncio",
-            http="httptools",
+            # httptools, with a deadline on request headers.
+            http=http_protocol(settings.server.http_header_timeout_s),
+            timeout_keep_alive=settings.server.http_keep_alive_timeout_s,
             ws=ChatWebSocketProtocol,
             ws_per_message_deflate=settings.server.ws_compression,
+            # A frame above Engine.IO's packet limit is refused by the WebSocket parser before
+            # it is assembled (uvicorn's default would take 16 MiB).
+            ws_max_size=MAX_PAYLOAD_BYTES,
             # Engine.IO pings every socket itself; a second, WebSocket-level keepalive per
             # connection would only add timers and frames.
             ws_ping_interval=None,
@@ -280,14 +303,13 @@ def serve(settings: Settings) -> int:
             lifespan="on",
             access_log=False,
             log_config=None,
-            timeout_graceful_shutdown=int(settings.server.shutdown_timeout_s) or 1,
         )
         log.info(
             "listening",
-            host=settings.server.host,
+            host=settings.server.listen_host,
             port=settings.server.port,
             env=settings.server.chat_env.value,
             verifier=settings.verifier_kind().value,
         )
-        DrainingServer(config, app.drain).run()
+        DrainingServer(config, app.drain, settings.server.shutdown_timeout_s).run()
     return 0

@@ -55,7 +55,9 @@ class ServerSettings(BaseSettings):
     model_config = _config()
 
     chat_env: Environment = Environment.PRODUCTION
-    host: str = "0.0.0.0"
+    # Unset: every interface in production, loopback only in development mode, whose built-in
+    # secret (in the source) signs tokens anyone can mint.
+    host: str | None = None
     port: int = Field(default=3001, ge=1, le=65535)
     data_dir: Path = Path(".data")
     migrate_on_start: bool = True
@@ -68,6 +70,17 @@ class ServerSettings(BaseSettings):
     # the server hold.
     max_request_body_bytes: PositiveInt = 65_536
     node_id: str | None = None
+    # Seconds a client has to send complete request headers, and an idle keep-alive connection
+    # stays open, before the server closes the connection.
+    http_header_timeout_s: PositiveFloat = 5.0
+    http_keep_alive_timeout_s: PositiveInt = 5
+
+    @property
+    def listen_host(self) -> str:
+        """Where to listen: `HOST`, else all interfaces, or loopback in development mode."""
+        if self.host:
+            return self.host
+        return "127.0.0.1" if self.chat_env is Environment.DEVELOPMENT else "0.0.0.0"
 
     @field_validator("log_level")
     @classmethod

@@ -106,14 +106,16 @@ class ServerFactory:
         self.defaults = defaults
         self.servers: list[ChatServer] = []
 
-    async def start(self, **env: str | None) -> ChatServer:
-        """A server with ``env`` over the defaults (a None value unsets the variable)."""
+    async def start(self, *serve_args: str, **env: str | None) -> ChatServer:
+        """A server with ``env`` over the defaults (a None value unsets the variable), run as
+        ``serve *serve_args``."""
         port = free_port()
         index = len(self.servers)
         server = ChatServer(
             port=port,
             env={**self.defaults, **env, "PORT": str(port)},
             log_path=self.workdir / f"server-{index}-{port}.log",
+            serve_args=serve_args,
         )
         self.servers.append(server)
         rundir = self.workdir / f"run-{index}"

@@ -38,6 +38,7 @@ class ChatServer:
     port: int
     env: dict[str, str | None]  # None: the variable is not set
     log_path: Path
+    serve_args: tuple[str, ...] = ()  # after `serve`, such as `--dev`
     proc: asyncio.subprocess.Process | None = None
     terminated: bool = False
 
@@ -66,6 +67,7 @@ class ChatServer:
                 "-m",
                 "marketplace_chat",
                 "serve",
+                *self.serve_args,
                 cwd=str(workdir),
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,

@@ -236,3 +236,14 @@ def test_empty_variables_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None
     assert s.redis.dsn() is None
     with pytest.raises(SettingsError):
         s.verifier_kind()
+
+
+def test_development_mode_listens_on_loopback_unless_host_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load().server.listen_host == "0.0.0.0"
+    monkeypatch.setenv("CHAT_ENV", "development")
+    assert load().server.listen_host == "127.0.0.1"
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    assert load().server.listen_host == "0.0.0.0"
+    assert Settings.load(env_file=None, host="10.0.0.5").server.listen_host == "10.0.0.5"

@@ -14,7 +14,7 @@ import socketio
 import socketio.packet
 
 from marketplace_chat.batching import Coalescer
-from marketplace_chat.gateway.transport import LeanEngineIOServer
+from marketplace_chat.gateway.transport import MAX_PAYLOAD_BYTES, LeanEngineIOServer
 from marketplace_chat.realtime.connection import connect
 
 NAMESPACE = "/chat"
@@ -214,6 +214,5 @@ def create_server(redis_url: str | None, channel: str, cors_origins: str) -> Cha
         # the service's JSON logging like every other.
         logger=logging.getLogger("socketio.server"),
         engineio_logger=logging.getLogger("engineio.server"),
-        # A payload is at most a message of a few kB; refuse megabytes at the transport.
-        max_http_buffer_size=1_000_000,
+        max_http_buffer_size=MAX_PAYLOAD_BYTES,
     )

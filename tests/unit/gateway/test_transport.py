@@ -13,11 +13,15 @@ import pytest
 import uvicorn
 import websockets
 
+from marketplace_chat.gateway import transport
+from marketplace_chat.gateway.http_protocol import ChatHttpProtocol, http_protocol
 from marketplace_chat.gateway.transport import (
+    MAX_PAYLOAD_BYTES,
     ChatWebSocketProtocol,
     LeanEngineIOServer,
     LeanEvent,
     LeanQueue,
+    refused_message,
     translate_request,
 )
 
@@ -187,9 +191,10 @@ async def test_protocol_carries_frames_both_ways_and_forgets_the_handshake(
 
 
 class EngineIO:
-    def __init__(self, port: int, events: list[tuple[str, ...]]) -> None:
+    def __init__(self, port: int, events: list[tuple[str, ...]], server: Any) -> None:
         self.url = f"127.0.0.1:{port}/engine.io/?EIO=4"
         self.events = events
+        self.server = server
 
     async def disconnected(self) -> tuple[str, ...]:
         for _ in range(300):
@@ -202,7 +207,15 @@ class EngineIO:
 
 @pytest.fixture
 async def engineio_server() -> AsyncIterator[EngineIO]:
-    eio = LeanEngineIOServer(async_mode="asgi", ping_interval=0.5, ping_timeout=0.5)
+    # As python-socketio runs it: handlers in the reading task, so a refusal takes effect before
+    # the next frame is read.
+    eio = LeanEngineIOServer(
+        async_mode="asgi",
+        ping_interval=0.5,
+        ping_timeout=0.5,
+        async_handlers=False,
+        max_http_buffer_size=MAX_PAYLOAD_BYTES,
+    )
     events: list[tuple[str, ...]] = []
 
     async def on_connect(sid: str, environ: dict[str, Any]) -> None:
@@ -219,12 +232,15 @@ async def engineio_server() -> AsyncIterator[EngineIO]:
     eio.on("message", on_message)
     eio.on("disconnect", on_disconnect)
     async with _serve(engineio.ASGIApp(eio)) as (port, _):
-        yield EngineIO(port, events)
+        yield EngineIO(port, events, eio)
 
 
 @contextlib.asynccontextmanager
-async def _serve(app: Any) -> AsyncIterator[tuple[int, set[Any]]]:
-    """`app` on uvicorn with the chat WebSocket protocol; its port and live connections."""
+async def _serve(
+    app: Any, http: type[ChatHttpProtocol] = ChatHttpProtocol
+) -> AsyncIterator[tuple[int, set[Any]]]:
+    """`app` on uvicorn with the chat HTTP and WebSocket protocols; its port and live
+    connections."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -232,6 +248,7 @@ async def _serve(app: Any) -> AsyncIterator[tuple[int, set[Any]]]:
         app,
         host="127.0.0.1",
         port=port,
+        http=http,
         ws=ChatWebSocketProtocol,
         lifespan="off",
         log_config=None,
@@ -316,3 +333,169 @@ async def test_long_polling_upgrades_to_websocket(engineio_server: EngineIO) -> 
         await ws.send("4upgraded")
         assert await _next_message(ws) == "4UPGRADED"
     assert ("message", sid, "upgraded") in engineio_server.events
+
+
+# -- refusals: binary messages, oversized polls, late headers -----------------------------------
+
+
+def test_binary_data_and_socketio_binary_headers_are_refused_and_text_is_not() -> None:
+    assert refused_message(b"\x01\x02")
+    # Engine.IO message data: the Socket.IO packet, without the Engine.IO type "4".
+    assert refused_message('51-["message:send",{"_placeholder":true,"num":0}]')
+    assert refused_message("61-/chat,0[]")
+    assert not refused_message('2/chat,["message:send",{"text":"hi"}]')
+    assert not refused_message("")
+
+
+async def _received_until_closed(ws: Any) -> list[str | bytes]:
+    received: list[str | bytes] = []
+    try:
+        while True:
+            received.append(await asyncio.wait_for(ws.recv(), 2))
+    except websockets.ConnectionClosed:
+        return received
+
+
+async def _refused(engineio_server: EngineIO, *frames: str | bytes) -> None:
+    async with websockets.connect(f"ws://{engineio_server.url}&transport=websocket") as ws:
+        await asyncio.wait_for(ws.recv(), 2)  # OPEN
+        for frame in frames:
+            with contextlib.suppress(websockets.ConnectionClosed):
+                await ws.send(frame)
+        received = await _received_until_closed(ws)
+    assert "1" in received  # the server closed the session, it did not just drop the socket
+    assert (await engineio_server.disconnected())[2] == "transport error"
+    assert not [e for e in engineio_server.events if e[0] == "message"]
+
+
+async def test_a_binary_frame_closes_the_session_before_any_handler(
+    engineio_server: EngineIO,
+) -> None:
+    await _refused(engineio_server, b"\x00" * 1000, "4after")
+
+
+async def test_a_socketio_binary_packet_is_refused_at_its_header(
+    engineio_server: EngineIO,
+) -> None:
+    header = '459999999999-/chat,["message:send",{"_placeholder":true,"num":0}]'
+    await _refused(engineio_server, header, b"\x00" * 100_000, "4after")
+
+
+async def _open_poll(engineio_server: EngineIO) -> str:
+    async with httpx.AsyncClient() as http:
+        opened = await http.get(f"http://{engineio_server.url}&transport=polling")
+    return str(json.loads(opened.text[1:])["sid"])
+
+
+async def test_a_binary_packet_in_a_poll_closes_the_session(engineio_server: EngineIO) -> None:
+    sid = await _open_poll(engineio_server)
+    url = f"http://{engineio_server.url}&transport=polling&sid={sid}"
+    async with httpx.AsyncClient() as http:
+        posted = await http.post(url, content="bAQID\x1e4after")  # base64 binary, then text
+        assert posted.status_code == 200
+        polled = await asyncio.wait_for(http.get(url), 2)
+    # The session is gone: CLOSE for a poll that was waiting, 400 for one that comes after.
+    assert polled.text == "1" or polled.status_code == 400
+    assert (await engineio_server.disconnected())[2] == "transport error"
+    assert not [e for e in engineio_server.events if e[0] == "message"]
+
+
+async def _raw_request(port: int, head: bytes, body: bytes = b"") -> bytes:
+    """Sends `head` and `body` (which the server may stop reading) and returns the response's
+    status line, which must come within 2 s."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head)
+        with contextlib.suppress(ConnectionError):
+            writer.write(body)
+            await writer.drain()
+        return await asyncio.wait_for(reader.readline(), 2)
+    finally:
+        writer.close()
+
+
+def _post_head(engineio_server: EngineIO, sid: str, *headers: str) -> bytes:
+    path = engineio_server.url.split("/", 1)[1]
+    lines = [f"POST /{path}&transport=polling&sid={sid} HTTP/1.1", "Host: test", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def _port(engineio_server: EngineIO) -> int:
+    return int(engineio_server.url.split(":")[1].split("/")[0])
+
+
+async def test_a_poll_announcing_too_much_is_answered_413_at_once(
+    engineio_server: EngineIO,
+) -> None:
+    sid = await _open_poll(engineio_server)
+    # No GET is pending on the session, and no byte of the body is sent.
+    head = _post_head(engineio_server, sid, f"Content-Length: {MAX_PAYLOAD_BYTES + 1}")
+    for _ in range(3):
+        status = await _raw_request(_port(engineio_server), head)
+        assert status.startswith(b"HTTP/1.1 413"), status
+    assert (await engineio_server.disconnected())[2] == "transport error"
+
+
+async def test_a_chunked_poll_that_grows_past_the_limit_is_answered_413(
+    engineio_server: EngineIO,
+) -> None:
+    sid = await _open_poll(engineio_server)
+    head = _post_head(engineio_server, sid, "Transfer-Encoding: chunked")
+    chunk = b"4" * 400_000
+    body = (f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n") * 3 + b"0\r\n\r\n"
+    status = await _raw_request(_port(engineio_server), head, body)
+    assert status.startswith(b"HTTP/1.1 413"), status
+    assert not [e for e in engineio_server.events if e[0] == "message"]
+
+
+async def test_a_poll_body_that_stalls_is_answered_408(
+    engineio_server: EngineIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(transport, "POLL_BODY_TIMEOUT_S", 0.3)
+    sid = await _open_poll(engineio_server)
+    head = _post_head(engineio_server, sid, "Content-Length: 100")
+    status = await _raw_request(_port(engineio_server), head, b"4hello")  # 6 of 100 bytes
+    assert status.startswith(b"HTTP/1.1 408"), status
+    assert not [e for e in engineio_server.events if e[0] == "message"]
+
+
+async def _closed_by_server(port: int, sent: bytes, within_s: float) -> bool:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(sent)
+        async with asyncio.timeout(within_s):
+            while await reader.read(65536):
+                pass  # a response to a complete request, before the next one stalls
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        writer.close()
+
+
+async def test_a_connection_with_half_a_request_line_is_closed_at_the_header_deadline() -> None:
+    app = engineio.ASGIApp(LeanEngineIOServer(async_mode="asgi"))
+    async with _serve(app, http_protocol(0.3)) as (port, _):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        assert await _closed_by_server(port, b"GET /engine.io/?EIO=4&tra", within_s=2)
+        assert loop.time() - started >= 0.3
+        assert await _closed_by_server(port, b"", within_s=2)  # says nothing at all
+
+
+async def test_the_header_deadline_covers_the_next_request_on_a_keep_alive_connection() -> None:
+    app = engineio.ASGIApp(LeanEngineIOServer(async_mode="asgi"))
+    async with _serve(app, http_protocol(0.3)) as (port, _):
+        complete = b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n"
+        assert await _closed_by_server(port, complete + b"GET /hea", within_s=2)
+
+
+async def test_disconnecting_a_session_with_no_poll_pending_does_not_wait_for_one(
+    engineio_server: EngineIO,
+) -> None:
+    first, second = await _open_poll(engineio_server), await _open_poll(engineio_server)
+    await asyncio.wait_for(engineio_server.server.disconnect(first), 1)
+    await asyncio.wait_for(engineio_server.server.disconnect(), 1)  # every session left
+    reasons = [e[2] for e in engineio_server.events if e[0] == "disconnect"]
+    assert reasons == ["server disconnect", "server disconnect"]
+    assert second not in engineio_server.server.sockets
