@@ -4,12 +4,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 JS     := tests/e2e/js
 
-.PHONY: run test check fmt asyncapi bench bench-queries install clean
+.PHONY: run test check fmt asyncapi bench bench-queries install lock clean
 
-$(BIN)/marketplace-chat: pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+# Every dependency comes from the lock file, at the exact version and hash it names; pip shows
+# what it fetches, so a first run says what it is doing.
+$(BIN)/marketplace-chat: pyproject.toml requirements-dev.txt
+	@test -x $(BIN)/python || { echo "creating $(VENV) with $(PYTHON)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing the locked dependencies (requirements-dev.txt) into $(VENV); the first time takes about a minute"
+	$(BIN)/python -m pip install --disable-pip-version-check --progress-bar on --require-hashes --no-deps -r requirements-dev.txt
+	$(BIN)/python -m pip install --disable-pip-version-check --quiet --no-deps --no-build-isolation -e .
 	touch $@
 
 install: $(BIN)/marketplace-chat
@@ -55,6 +58,11 @@ bench: install $(BENCH_JS)/node_modules/.package-lock.json
 ## bench-queries: the query-cost benchmark on 100,000 chats and 2,000,000 messages
 bench-queries: install
 	$(BIN)/python benchmarks/queries.py
+
+## lock: re-resolve requirements.txt (production) and requirements-dev.txt from pyproject.toml
+lock: install
+	$(BIN)/uv pip compile pyproject.toml --no-config --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock" -q -o requirements.txt
+	$(BIN)/uv pip compile pyproject.toml --no-config --extra dev --generate-hashes --universal --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-dev.txt
 
 clean:
 	rm -rf $(VENV) $(JS)/node_modules $(BENCH_JS)/node_modules .mypy_cache .ruff_cache .pytest_cache
