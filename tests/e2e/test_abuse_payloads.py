@@ -224,3 +224,18 @@ async def test_token_for_a_user_id_above_what_javascript_represents_exactly_is_r
 ) -> None:
     client = await bridge.connect(chat_server.url, token=tokens.mint("9007199254740993"))
     await assert_auth_rejected(client, "TOKEN_INVALID")
+
+
+@pytest.mark.parametrize("token", ["\ud800", "a.b\u0000.c"])
+async def test_handshake_token_that_is_not_text_is_token_invalid(
+    bridge: Bridge, chat_server: ChatServer, token: str
+) -> None:
+    client = await bridge.connect(chat_server.url, token=token)
+    await assert_auth_rejected(client, "TOKEN_INVALID")
+
+
+async def test_refreshed_token_that_is_not_text_is_a_validation_error(connect: Connect) -> None:
+    client = await connect()
+    ack = await client.emit_ack("auth:refresh-token", {"token": "\ud800"})
+    assert failed(ack, "VALIDATION_ERROR").startswith("token: ")
+    assert ok(await client.emit_ack("users:online", {"userIds": []})) == {"userIds": []}
