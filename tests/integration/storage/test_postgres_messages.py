@@ -10,7 +10,7 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from marketplace_chat.errors import ChatError, NotFound
+from marketplace_chat.errors import ChatError, ErrorCode, NotFound
 from marketplace_chat.models import Message, SendResult
 from marketplace_chat.storage.postgres import PostgresStorage
 
@@ -374,7 +374,13 @@ async def test_a_row_the_database_refuses_fails_alone_and_the_rest_of_its_batch_
 
     failures = {n for n, r in enumerate(results) if not isinstance(r, SendResult)}
     assert failures == {7, 15}, results
-    assert all(isinstance(results[n], ChatError) for n in failures)
+    for n in failures:
+        error = results[n]
+        assert isinstance(error, ChatError)
+        assert (error.code, error.message) == (
+            ErrorCode.INTERNAL_ERROR,
+            "The database refused the request",
+        )
     committed = [r for r in results if isinstance(r, SendResult)]
     assert all(r.created for r in committed)
     for chat, _, _ in chats:
