@@ -5,6 +5,7 @@ and never fails another user's request."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from .conftest import Connect
 from .helpers import assert_auth_rejected, create_chat, failed, ok, send
 from .jsclient import Bridge, JsClient
+from .resthelp import rest, rest_failed
 from .server import ChatServer
 from .tokens import Tokens, new_user_id
 
@@ -239,3 +241,25 @@ async def test_refreshed_token_that_is_not_text_is_a_validation_error(connect: C
     ack = await client.emit_ack("auth:refresh-token", {"token": "\ud800"})
     assert failed(ack, "VALIDATION_ERROR").startswith("token: ")
     assert ok(await client.emit_ack("users:online", {"userIds": []})) == {"userIds": []}
+
+
+@pytest.mark.parametrize(("field", "payload"), POISON)
+async def test_rest_send_of_text_postgresql_cannot_store_is_a_validation_error(
+    connect: Connect,
+    chat_server: ChatServer,
+    tokens: Tokens,
+    db: asyncpg.Pool,
+    field: str,
+    payload: dict[str, Any],
+) -> None:
+    buyer, _, chat = await _pair(connect)
+    assert buyer.user_id is not None
+    async with rest(chat_server, tokens.mint(buyer.user_id)) as http:
+        # As a browser sends it: JSON escapes a lone surrogate, which UTF-8 cannot carry.
+        response = await http.post(
+            f"/api/chats/{chat['id']}/messages",
+            content=json.dumps(payload, ensure_ascii=True),
+            headers={"Content-Type": "application/json"},
+        )
+    assert rest_failed(response, "VALIDATION_ERROR") == f"{field}: {NOT_STORABLE}"
+    assert await _stored(db, chat["id"]) == []
