@@ -170,6 +170,13 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
 
 
+# The private names of python-socketio 5.x that ChatSocketServer overrides or calls: a release
+# without them fails here, at start, rather than leaving bad packets unanswered again.
+_PRIVATE_NAMES = ("_handle_eio_message", "_handle_event_internal", "_send_packet")
+if _missing := [n for n in _PRIVATE_NAMES if not hasattr(socketio.AsyncServer, n)]:
+    raise RuntimeError(f"python-socketio lacks {_missing}; gateway/server.py was written for 5.x")
+
+
 BATCH_MARK = b"\x1ebatch:"  # starts a batch of pub/sub messages: mark, host id, newline, JSON list
 
 
