@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from marketplace_chat.gateway.server import MAX_JSON_DEPTH, Codec, UndecodableError
+from marketplace_chat.gateway.codec import MAX_JSON_DEPTH, Codec, UndecodableError
 
 
 def nested(depth: int) -> str:
