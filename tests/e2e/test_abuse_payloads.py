@@ -24,6 +24,8 @@ pytestmark = pytest.mark.e2e
 NOT_STORABLE = "must be valid Unicode text without NUL characters or lone surrogates"
 NOT_AN_ID = "must be a positive integer up to 9007199254740991"
 TOO_DEEP = "payload: nested deeper than 32 levels"
+# "*" is the catch-all's own name in the library, and must not reach it as an event.
+UNKNOWN_NAMES = ["foo", "chat:CREATE", "", "*", "x" * 100]
 # An ack id far above the ones the client library issues itself, for packets written by hand.
 RAW_ACK_ID = 900_001
 
@@ -97,7 +99,7 @@ async def test_unknown_event_with_an_ack_is_a_validation_error_naming_it(
     connect: Connect,
 ) -> None:
     client = await connect()
-    for name in ["foo", "chat:CREATE", ""]:
+    for name in UNKNOWN_NAMES:
         ack = await client.emit_ack(name, {"chatId": "x"})
         assert failed(ack, "VALIDATION_ERROR") == f"Unknown event {name!r}"
     assert ok(await client.emit_ack("users:online", {"userIds": []})) == {"userIds": []}
@@ -107,7 +109,7 @@ async def test_unknown_event_without_an_ack_gets_an_exception_naming_it(
     connect: Connect,
 ) -> None:
     client = await connect()
-    for name in ["foo", "chat:CREATE", ""]:
+    for name in UNKNOWN_NAMES:
         since = client.mark()
         await client.emit(name, {"chatId": "x"})
         exception = await client.wait_for("exception", since=since)
@@ -263,3 +265,9 @@ async def test_rest_send_of_text_postgresql_cannot_store_is_a_validation_error(
         )
     assert rest_failed(response, "VALIDATION_ERROR") == f"{field}: {NOT_STORABLE}"
     assert await _stored(db, chat["id"]) == []
+
+
+async def test_unknown_event_with_a_long_name_is_named_in_part(connect: Connect) -> None:
+    client = await connect()
+    ack = await client.emit_ack("y" * 5000, {})
+    assert failed(ack, "VALIDATION_ERROR") == f"Unknown event {'y' * 100 + '…'!r}"

@@ -84,6 +84,11 @@ def _event_name(text: str) -> str:
     return name if isinstance(name, str) else ""
 
 
+# Names the library dispatches itself: a client event called `disconnect` would run the
+# disconnect handler, and one called `*` the catch-all without its event-name argument.
+DISPATCHED_BY_NAME = frozenset([*socketio.AsyncServer.reserved_events, "*"])
+
+
 class RefusedPacketError(ValueError):
     """A client EVENT packet that is not a readable event; it still carries its ack id."""
 
@@ -115,8 +120,7 @@ class ChatPacket(socketio.packet.Packet):  # type: ignore[misc]
                 raise RefusedPacketError(
                     self.namespace, self.id, "", "payload: an event is a list led by its name"
                 )
-            if data[0] in socketio.AsyncServer.reserved_events:
-                # The library would run its own connect/disconnect handler for such a name.
+            if data[0] in DISPATCHED_BY_NAME:
                 raise RefusedPacketError(
                     self.namespace, self.id, data[0], f"Unknown event {data[0]!r}"
                 )
