@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -20,7 +21,9 @@ from pydantic.alias_generators import to_camel
 
 from marketplace_chat.errors import ValidationFailed
 
-MAX_ID = 2**63 - 1  # ids are PostgreSQL bigints
+# The largest integer a JavaScript client represents exactly: a larger id would be read back as
+# another user's (2**53 + 1 arrives as 2**53). Well inside a PostgreSQL bigint.
+MAX_ID = 2**53 - 1
 MAX_CLIENT_MESSAGE_ID = 128
 MAX_TOKEN_LENGTH = 16_384
 
@@ -29,6 +32,7 @@ def positive_id(value: object) -> int | None:
     """A positive integer or a string of digits as an id; None for bools, floats and the rest."""
     if isinstance(value, bool):
         return None
+    # The length bound keeps int() cheap; leading zeros still fit ("007" is 7).
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
     if isinstance(value, int) and 0 < value <= MAX_ID:
@@ -39,7 +43,7 @@ def positive_id(value: object) -> int | None:
 def _positive_id(value: object) -> int:
     parsed = positive_id(value)
     if parsed is None:
-        raise ValueError("must be a positive integer")
+        raise ValueError(f"must be a positive integer up to {MAX_ID}")
     return parsed
 
 
@@ -54,6 +58,26 @@ def _uuid_str(value: object) -> str:
     raise ValueError("must be a UUID string")
 
 
+def storable(value: str) -> bool:
+    """Whether PostgreSQL can store the string as text: UTF-8-encodable (no lone surrogates, which
+    JSON's \\ud800 escapes can carry) and without NUL, which a text column refuses."""
+    if "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable_str(value: str) -> str:
+    if not storable(value):
+        raise ValueError("must be valid Unicode text without NUL characters or lone surrogates")
+    return value
+
+
 # The JSON schemas say what the validators accept, for the event reference (asyncapi.py).
 ID_SCHEMA = {
     "anyOf": [
@@ -66,6 +90,9 @@ Id = Annotated[int, BeforeValidator(_positive_id), WithJsonSchema(ID_SCHEMA)]
 Uuid = Annotated[
     str, BeforeValidator(_uuid_str), WithJsonSchema({"type": "string", "format": "uuid"})
 ]
+# Every client string that can reach the database (or a hash of it): refused here, per field,
+# so that a bad row never joins a batch that other users' messages share.
+Text = Annotated[str, AfterValidator(_storable_str)]
 
 
 class Payload(BaseModel):
@@ -88,9 +115,9 @@ class ChatRef(Payload):
 
 class MessageSend(Payload):
     chat_id: Uuid
-    text: str
+    text: Text
     product_id: Id | None = None
-    client_message_id: str | None = Field(
+    client_message_id: Text | None = Field(
         default=None, min_length=1, max_length=MAX_CLIENT_MESSAGE_ID
     )
 
@@ -116,7 +143,7 @@ class SyncQuery(Payload):
 
 class ChatsQuery(Payload):
     limit: int = Field(default=30, ge=1, le=100, strict=True)
-    before: str | None = Field(default=None, max_length=200)
+    before: Text | None = Field(default=None, max_length=200)
 
 
 class UsersOnlineQuery(Payload):
@@ -124,7 +151,7 @@ class UsersOnlineQuery(Payload):
 
 
 class TokenRefresh(Payload):
-    token: str = Field(min_length=1, max_length=MAX_TOKEN_LENGTH)
+    token: Text = Field(min_length=1, max_length=MAX_TOKEN_LENGTH)
 
     @field_validator("token")
     @classmethod

@@ -394,10 +394,14 @@ class JsClient:
     def _summary(self, since: int = 0) -> str:
         return json.dumps([[item.event, *item.args] for item in self.log[since:]])[:2000]
 
-    async def emit_ack(self, event: str, *args: Any, timeout: float = 5.0) -> Any:
+    async def emit_ack(
+        self, event: str, *args: Any, timeout: float = 5.0, args_json: str | None = None
+    ) -> Any:
         """Emit with an ack callback; return the ack's first argument.
 
         ``emit_ack(event)`` sends no payload at all; ``emit_ack(event, None)`` sends ``null``.
+        ``args_json`` instead of ``args``: the arguments as the text of a JSON array, parsed in
+        Node (for payloads Python's json cannot write, such as 1,000 levels deep).
         """
         reply = await self.node.command(
             "emit",
@@ -407,19 +411,45 @@ class JsClient:
             args=list(args),
             ack=True,
             timeoutMs=int(timeout * 1000),
+            **_as_json_args(args_json),
         )
+        return self._ack_of(reply, f"{self.name}: {event}", timeout)
+
+    async def emit(self, event: str, *args: Any, args_json: str | None = None) -> None:
+        """Emit without an ack callback (returns once the client has sent it)."""
+        reply = await self.node.command(
+            "emit",
+            client=self.name,
+            event=event,
+            args=list(args),
+            **_as_json_args(args_json),
+        )
+        if not reply.get("ok"):
+            raise BridgeError(f"emit failed: {reply.get('error')}")
+
+    async def send_packet(
+        self, packet: str, *, ack_id: int | None = None, timeout: float = 5.0
+    ) -> Any:
+        """Write one Socket.IO packet as it is (``2/chat,7["x"]``), past the client library's
+        checks; with ``ack_id`` (the id written in the packet), return the server's ack to it."""
+        fields: dict[str, Any] = {"client": self.name, "data": packet}
+        if ack_id is not None:
+            fields.update(ackId=ack_id, timeoutMs=int(timeout * 1000))
+        reply = await self.node.command("raw", timeout=timeout + 10, **fields)
+        if ack_id is None:
+            if not reply.get("ok"):
+                raise BridgeError(f"raw send failed: {reply.get('error')}")
+            return None
+        return self._ack_of(reply, f"{self.name}: {packet[:40]}", timeout)
+
+    @staticmethod
+    def _ack_of(reply: dict[str, Any], what: str, timeout: float) -> Any:
         if reply.get("timeout"):
-            raise AckTimeoutError(f"{self.name}: no ack to {event} within {timeout}s")
+            raise AckTimeoutError(f"no ack to {what} within {timeout}s")
         if not reply.get("ok"):
             raise BridgeError(f"emit failed: {reply.get('error')}")
         response = reply.get("args") or []
         return response[0] if len(response) == 1 else (response or None)
-
-    async def emit(self, event: str, *args: Any) -> None:
-        """Emit without an ack callback (returns once the client has sent it)."""
-        reply = await self.node.command("emit", client=self.name, event=event, args=list(args))
-        if not reply.get("ok"):
-            raise BridgeError(f"emit failed: {reply.get('error')}")
 
     async def close(self) -> None:
         if self.closed:
@@ -430,3 +460,8 @@ class JsClient:
                 await self.node.command("close", client=self.name, timeout=10)
         finally:
             self.node.forget(self)
+
+
+def _as_json_args(args_json: str | None) -> dict[str, Any]:
+    """The bridge's field for arguments given as JSON text, when there are such."""
+    return {} if args_json is None else {"argsJson": args_json}

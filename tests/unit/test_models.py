@@ -26,9 +26,11 @@ from marketplace_chat.models import (
     UsersOnlineQuery,
     iso,
     parse,
+    positive_id,
 )
 
 CHAT_ID = "3f2b8c1e-9a4d-4c6b-8e2f-1a2b3c4d5e6f"
+NOT_AN_ID = "must be a positive integer up to 9007199254740991"
 
 
 def refusal(model: type[Payload], data: object) -> str:
@@ -58,7 +60,7 @@ def test_non_object_payload_is_refused_as_payload(data: object) -> None:
 )
 def test_id_of_wrong_type_is_refused_naming_the_field(value: object) -> None:
     message = refusal(ChatCreate, {"buyerId": value, "sellerId": 2})
-    assert message == "buyerId: must be a positive integer"
+    assert message == f"buyerId: {NOT_AN_ID}"
 
 
 @pytest.mark.parametrize(("value", "expected"), [("42", 42), ("007", 7), (str(MAX_ID), MAX_ID)])
@@ -74,13 +76,39 @@ def test_non_positive_id_is_refused(value: object) -> None:
     assert refusal(ChatCreate, {"buyerId": 1, "sellerId": value}).startswith("sellerId: ")
 
 
-@pytest.mark.parametrize("value", [MAX_ID + 1, 10**30, str(MAX_ID + 1), "1" * 20, "9" * 400])
-def test_id_beyond_a_bigint_is_refused(value: object) -> None:
-    assert refusal(ChatCreate, {"buyerId": value, "sellerId": 1}).startswith("buyerId: ")
+@pytest.mark.parametrize(
+    "value",
+    [
+        2**53,
+        "9007199254740992",
+        "9007199254740993",
+        2**63 - 1,
+        10**30,
+        "1" * 20,
+        "9" * 400,
+    ],
+)
+@pytest.mark.parametrize("field", ["buyerId", "productId"])
+def test_id_beyond_what_javascript_represents_exactly_is_refused(value: object, field: str) -> None:
+    data = {"buyerId": 1, "sellerId": 2, field: value}
+    assert refusal(ChatCreate, data) == f"{field}: {NOT_AN_ID}"
 
 
-def test_largest_bigint_id_is_accepted() -> None:
-    assert parse(ChatCreate, {"buyerId": MAX_ID, "sellerId": 1}).buyer_id == MAX_ID
+def test_id_beyond_what_javascript_represents_exactly_is_refused_in_a_list() -> None:
+    message = refusal(UsersOnlineQuery, {"userIds": [1, "9007199254740993"]})
+    assert message == f"userIds.1: {NOT_AN_ID}"
+
+
+@pytest.mark.parametrize("value", [2**53 - 1, "9007199254740991"])
+def test_largest_exact_javascript_integer_is_accepted_as_an_id(value: object) -> None:
+    assert MAX_ID == 2**53 - 1
+    assert parse(ChatCreate, {"buyerId": value, "sellerId": 1}).buyer_id == 2**53 - 1
+    assert positive_id(value) == 2**53 - 1
+
+
+@pytest.mark.parametrize("value", [2**53, "9007199254740993"])
+def test_token_user_id_claims_share_the_id_bound(value: object) -> None:
+    assert positive_id(value) is None
 
 
 def test_absent_and_null_product_id_mean_no_product() -> None:
@@ -90,7 +118,7 @@ def test_absent_and_null_product_id_mean_no_product() -> None:
 
 def test_bad_product_id_names_product_id() -> None:
     message = refusal(ChatCreate, {"buyerId": 1, "sellerId": 2, "productId": "x"})
-    assert message == "productId: must be a positive integer"
+    assert message == f"productId: {NOT_AN_ID}"
 
 
 @pytest.mark.parametrize(
@@ -165,6 +193,44 @@ def test_text_is_required() -> None:
 
 def test_text_is_kept_as_sent_for_the_service_to_trim() -> None:
     assert parse(MessageSend, {"chatId": CHAT_ID, "text": "  hi  "}).text == "  hi  "
+
+
+UNSTORABLE = [
+    pytest.param("poison\u0000", id="nul"),
+    pytest.param("\u0000", id="only-nul"),
+    pytest.param("\ud800", id="lone-high-surrogate"),
+    pytest.param("a\udfffb", id="lone-low-surrogate"),
+    pytest.param("ok 😀 \ud83d", id="half-a-pair"),
+]
+NOT_STORABLE = "must be valid Unicode text without NUL characters or lone surrogates"
+
+
+@pytest.mark.parametrize("text", UNSTORABLE)
+def test_text_postgresql_cannot_store_is_refused_naming_text(text: str) -> None:
+    assert refusal(MessageSend, {"chatId": CHAT_ID, "text": text}) == f"text: {NOT_STORABLE}"
+
+
+@pytest.mark.parametrize("cmid", UNSTORABLE)
+def test_client_message_id_postgresql_cannot_store_is_refused_by_name(cmid: str) -> None:
+    data = {"chatId": CHAT_ID, "text": "hi", "clientMessageId": cmid}
+    assert refusal(MessageSend, data).startswith("clientMessageId: ")
+
+
+@pytest.mark.parametrize("cursor", UNSTORABLE)
+def test_chats_cursor_postgresql_cannot_store_is_refused_naming_before(cursor: str) -> None:
+    assert refusal(ChatsQuery, {"before": cursor}).startswith("before: ")
+
+
+@pytest.mark.parametrize("token", UNSTORABLE)
+def test_refresh_token_that_is_not_storable_text_is_refused_naming_token(token: str) -> None:
+    assert refusal(TokenRefresh, {"token": token}).startswith("token: ")
+
+
+def test_text_with_pairs_of_surrogates_and_other_controls_is_kept() -> None:
+    text = "emoji 😀 \u200b tab\t bell\u0007 \U0010ffff"
+    assert (
+        parse(MessageSend, {"chatId": CHAT_ID, "text": text, "clientMessageId": text}).text == text
+    )
 
 
 @pytest.mark.parametrize("cmid", ["", "x" * (MAX_CLIENT_MESSAGE_ID + 1), 5, True])

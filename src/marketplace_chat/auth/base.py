@@ -10,7 +10,7 @@ from typing import Any, Protocol
 import jwt
 
 from marketplace_chat.errors import AuthError, ErrorCode, token_expired
-from marketplace_chat.models import MAX_TOKEN_LENGTH, positive_id
+from marketplace_chat.models import MAX_TOKEN_LENGTH, positive_id, storable
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +37,9 @@ def require(token: str | None) -> str:
     token = (token or "").strip()
     if not token:
         raise AuthError("Authentication token is required", ErrorCode.TOKEN_REQUIRED)
-    if len(token) > MAX_TOKEN_LENGTH:
+    # A NUL or a lone surrogate is no token, and the surrogate would fail the hashing and the
+    # JWT decoding with an encoding error rather than an AuthError.
+    if len(token) > MAX_TOKEN_LENGTH or not storable(token):
         raise AuthError("Invalid token", ErrorCode.TOKEN_INVALID)
     return token
 

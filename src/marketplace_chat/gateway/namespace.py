@@ -17,6 +17,7 @@ from marketplace_chat.errors import (
     ChatError,
     ErrorCode,
     RateLimited,
+    ValidationFailed,
     token_expired,
 )
 from marketplace_chat.gateway.notifier import chat_room, user_room
@@ -41,6 +42,10 @@ from marketplace_chat.service import ChatService
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[SocketSession, object], Awaitable[dict[str, Any]]]
+
+# An unknown event's name is echoed in its error up to this length (the client chose it).
+MAX_EVENT_NAME_SHOWN = 100
+UNKNOWN_EVENT_LABEL = "unknown"
 
 
 class ChatNamespace:
@@ -84,6 +89,7 @@ class ChatNamespace:
         sio.on("auth:refresh-token", self._wrap("auth:refresh-token", None), namespace=NAMESPACE)
         for event, handler in self._handlers.items():
             sio.on(event, self._wrap(event, handler), namespace=NAMESPACE)
+        sio.on("*", self._unknown_event, namespace=NAMESPACE)
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -209,6 +215,14 @@ class ChatNamespace:
                 "exception", exc.to_exception_event(event), to=sid, namespace=NAMESPACE
             )
         return exc.to_ack(), exc.code.value
+
+    async def _unknown_event(self, event: str, sid: str, *args: Any) -> dict[str, Any]:
+        """Any other event name is refused by name, so that a client waiting for its ack does
+        not hang; the metrics count them under one label, since the names are the client's."""
+        name = event if len(event) <= MAX_EVENT_NAME_SHOWN else event[:MAX_EVENT_NAME_SHOWN] + "…"
+        reply, outcome = await self._fail(sid, name, ValidationFailed(f"Unknown event {name!r}"))
+        self._metrics.events.labels(UNKNOWN_EVENT_LABEL, outcome).inc()
+        return reply
 
     async def drain(self, timeout_s: float) -> dict[str, int]:
         """Refuse new sockets, let the events in flight finish, and hand back this node's sockets.

@@ -14,6 +14,8 @@ import socketio
 import socketio.packet
 
 from marketplace_chat.batching import Coalescer
+from marketplace_chat.errors import ValidationFailed
+from marketplace_chat.gateway.codec import ChatPacket, Codec, RefusedPacketError
 from marketplace_chat.gateway.transport import MAX_PAYLOAD_BYTES, LeanEngineIOServer
 from marketplace_chat.realtime.connection import connect
 
@@ -23,22 +25,34 @@ NAMESPACE = "/chat"
 ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=True)
 
 
-class Codec:
-    """orjson for what the server writes; the standard library for what clients send, since it
-    takes integers of any size, which then get a validation error rather than a dropped packet."""
-
-    @staticmethod
-    def dumps(obj: Any, *args: Any, **kwargs: Any) -> str:
-        return orjson.dumps(obj).decode()
-
-    @staticmethod
-    def loads(data: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        return json.loads(data)
-
-
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
     def _engineio_server_class(self) -> type[LeanEngineIOServer]:
         return LeanEngineIOServer
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        # The stock method lets a decoding error escape, and Engine.IO only logs it: the client
+        # would wait for an ack that never comes. A refused event is answered like bad input.
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except RefusedPacketError as refused:
+            await self._answer_refused(eio_sid, refused)
+
+    async def _answer_refused(self, eio_sid: str, refused: RefusedPacketError) -> None:
+        namespace = refused.namespace
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
+            return
+        error = ValidationFailed(refused.reason)
+        self.logger.info("refused event packet from %s: %s", sid, refused.reason)
+        if refused.ack_id is None:
+            await self.emit(
+                "exception", error.to_exception_event(refused.event), to=sid, namespace=namespace
+            )
+            return
+        ack = self.packet_class(
+            socketio.packet.ACK, namespace=namespace, data=[error.to_ack()], id=refused.ack_id
+        )
+        await self._send_packet(eio_sid, ack)
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
@@ -46,6 +60,13 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         # python-socketio runs each event in its own task, so the flag stays with this event.
         ACK_REQUESTED.set(id is not None)
         await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
+
+
+# The private names of python-socketio 5.x that ChatSocketServer overrides or calls: a release
+# without them fails here, at start, rather than leaving bad packets unanswered again.
+_PRIVATE_NAMES = ("_handle_eio_message", "_handle_event_internal", "_send_packet")
+if _missing := [n for n in _PRIVATE_NAMES if not hasattr(socketio.AsyncServer, n)]:
+    raise RuntimeError(f"python-socketio lacks {_missing}; gateway/server.py was written for 5.x")
 
 
 BATCH_MARK = b"\x1ebatch:"  # starts a batch of pub/sub messages: mark, host id, newline, JSON list
@@ -207,6 +228,7 @@ def create_server(redis_url: str | None, channel: str, cors_origins: str) -> Cha
     return ChatSocketServer(
         async_mode="asgi",
         client_manager=manager,
+        serializer=ChatPacket,
         json=Codec,
         cors_allowed_origins=origins,
         always_connect=False,

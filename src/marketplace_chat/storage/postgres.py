@@ -16,7 +16,7 @@ from asyncpg.pool import PoolConnectionProxy
 from marketplace_chat.errors import NotFound, Unavailable, ValidationFailed
 from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
-from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS, GroupCommitter
+from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS, GroupCommitter, unreachable
 
 # Participants never change, so a bounded in-process map spares a query on every event.
 PARTICIPANTS_CACHE_SIZE = 100_000
@@ -215,7 +215,7 @@ class PostgresStorage:
             asyncpg.PostgresError,
             asyncpg.InterfaceError,
         ) as exc:
-            raise Unavailable("The database is unavailable") from exc
+            raise _unavailable(exc) from exc
 
     async def participants(self, chat_id: str) -> Participants | None:
         cached = self._participants.get(chat_id)
@@ -276,7 +276,7 @@ class PostgresStorage:
             try:
                 result = await self._committer.add(message)
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                raise Unavailable("The database is unavailable") from exc
+                raise _unavailable(exc) from exc
         if result is None:
             raise NotFound("chatId: no such chat")
         return result
@@ -412,6 +412,14 @@ class PostgresStorage:
 
     async def close(self) -> None:
         await self._pool.close()
+
+
+def _unavailable(exc: Exception) -> Unavailable:
+    """The client-facing error of a driver failure: an outage, or a refusal of this one request
+    (a row that slipped past validation), which must not read as an outage in the logs."""
+    if unreachable(exc):
+        return Unavailable("The database is unavailable")
+    return Unavailable("The database refused the request")
 
 
 class _LostRaceError(Exception):

@@ -3,6 +3,9 @@
 // stdin, one JSON object a line (every command may carry an `id`, echoed in its reply):
 //   {"op":"open","id":1,"client":"a","url":"http://127.0.0.1:3001/chat","options":{...}}
 //   {"op":"emit","id":2,"client":"a","event":"chat:create","args":[{...}],"ack":true,"timeoutMs":5000}
+//   {"op":"emit","id":2,"client":"a","event":"x","argsJson":"[[[1]]]"}  args as JSON text, parsed here
+//   {"op":"raw","id":5,"client":"a","data":"2/chat,900001[\"x\"]","ackId":900001,"timeoutMs":5000}
+//       writes one Socket.IO packet as it is; with `ackId`, replies with the server's ACK to it
 //   {"op":"close","id":3,"client":"a"}
 //   {"op":"ping","id":4}
 // stdout, one JSON object a line:
@@ -108,7 +111,9 @@ function emitFrom(cmd) {
   const socket = sockets.get(cmd.client);
   if (!socket) throw new Error(`unknown client ${cmd.client}`);
   if (typeof cmd.event !== "string") throw new Error("emit needs an event name");
-  const args = Array.isArray(cmd.args) ? cmd.args : [];
+  const args =
+    typeof cmd.argsJson === "string" ? JSON.parse(cmd.argsJson) : Array.isArray(cmd.args) ? cmd.args : [];
+  if (!Array.isArray(args)) throw new Error("argsJson must hold a JSON array");
   if (!cmd.ack) {
     socket.emit(cmd.event, ...args);
     reply(cmd, { ok: true, sent: true });
@@ -119,6 +124,36 @@ function emitFrom(cmd) {
     if (err) reply(cmd, { ok: false, error: "ack timeout", timeout: true });
     else reply(cmd, { ok: true, args: response });
   });
+}
+
+// A packet the client library would never write (a malformed event, a reserved name), sent as it
+// is. The library drops an ACK whose id it did not issue, so the reply is read off the engine.
+function rawFrom(cmd) {
+  const socket = sockets.get(cmd.client);
+  if (!socket) throw new Error(`unknown client ${cmd.client}`);
+  if (typeof cmd.data !== "string") throw new Error("raw needs data");
+  const engine = socket.io.engine;
+  if (!engine) throw new Error(`client ${cmd.client} has no connection`);
+  if (!Number.isInteger(cmd.ackId)) {
+    engine.write(cmd.data);
+    reply(cmd, { ok: true, sent: true });
+    return;
+  }
+  const prefix = `3${socket.nsp === "/" ? "" : socket.nsp + ","}${cmd.ackId}[`;
+  const timeoutMs = Number.isFinite(cmd.timeoutMs) ? cmd.timeoutMs : 5000;
+  const onPacket = (packet) => {
+    if (packet.type !== "message" || typeof packet.data !== "string") return;
+    if (!packet.data.startsWith(prefix)) return;
+    clearTimeout(timer);
+    engine.off("packet", onPacket);
+    reply(cmd, { ok: true, args: JSON.parse(packet.data.slice(prefix.length - 1)) });
+  };
+  const timer = setTimeout(() => {
+    engine.off("packet", onPacket);
+    reply(cmd, { ok: false, error: "ack timeout", timeout: true });
+  }, timeoutMs);
+  engine.on("packet", onPacket);
+  engine.write(cmd.data);
 }
 
 function closeClient(cmd) {
@@ -150,6 +185,9 @@ function handle(line) {
         break;
       case "emit":
         emitFrom(cmd); // replies by itself (at once, or when the ack or its timeout comes)
+        break;
+      case "raw":
+        rawFrom(cmd); // replies by itself, like emit
         break;
       case "close":
         reply(cmd, { ok: true, ...closeClient(cmd) });

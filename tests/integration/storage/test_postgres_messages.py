@@ -10,8 +10,8 @@ from collections.abc import Callable
 import asyncpg
 import pytest
 
-from marketplace_chat.errors import NotFound
-from marketplace_chat.models import SendResult
+from marketplace_chat.errors import ChatError, ErrorCode, NotFound
+from marketplace_chat.models import Message, SendResult
 from marketplace_chat.storage.postgres import PostgresStorage
 
 from ..conftest import DB_TIMEOUT_S
@@ -343,3 +343,53 @@ async def test_one_group_commit_batch_settles_each_send_in_arrival_order(
     assert seen_first is not None
     assert seen_second is not None
     assert (seen_first.product_id, seen_second.product_id) == (8, 3)
+
+
+@pytest.mark.parametrize(
+    "poison",
+    [
+        pytest.param("poison\u0000", id="nul-refused-by-postgresql"),
+        pytest.param("\ud800", id="lone-surrogate-refused-by-the-driver"),
+    ],
+)
+async def test_a_row_the_database_refuses_fails_alone_and_the_rest_of_its_batch_commits(
+    pool: asyncpg.Pool, poison: str
+) -> None:
+    """Storage takes what it is given (the wire refuses such text first): one row the database
+    refuses, in a batch beside valid rows of other chats, must not fail them."""
+    storage = PostgresStorage(pool, DB_TIMEOUT_S, group_commit=True)
+    chats = [await new_chat(storage) for _ in range(4)]
+    drafts = [
+        draft(chat.id, buyer if n % 2 else seller, f"m{n}", client_message_id=f"c-{n}")
+        for n in range(5)
+        for chat, buyer, seller in chats
+    ]
+    bad_chat, bad_sender, _ = chats[1]
+    drafts.insert(7, draft(bad_chat.id, bad_sender, poison, client_message_id="bad"))
+    drafts.insert(15, draft(bad_chat.id, bad_sender, poison))
+
+    results = await asyncio.gather(
+        *(storage.add_message(d) for d in drafts), return_exceptions=True
+    )
+
+    failures = {n for n, r in enumerate(results) if not isinstance(r, SendResult)}
+    assert failures == {7, 15}, results
+    for n in failures:
+        error = results[n]
+        assert isinstance(error, ChatError)
+        assert (error.code, error.message) == (
+            ErrorCode.INTERNAL_ERROR,
+            "The database refused the request",
+        )
+    committed = [r for r in results if isinstance(r, SendResult)]
+    assert all(r.created for r in committed)
+    for chat, _, _ in chats:
+        # Every valid row committed, gapless, in arrival order: the bad rows took no seq.
+        assert await stored_seqs(pool, chat.id) == [1, 2, 3, 4, 5]
+        assert await last_seq(pool, chat.id) == 5
+        mine = sorted((r.message for r in committed if r.message.chat_id == chat.id), key=seq_of)
+        assert [(m.seq, m.text) for m in mine] == [(n + 1, f"m{n}") for n in range(5)]
+
+
+def seq_of(message: Message) -> int:
+    return message.seq

@@ -206,7 +206,9 @@ async def test_empty_token_is_token_required(clock: FakeClock, token: str) -> No
     assert await refused(local(clock), token) is ErrorCode.TOKEN_REQUIRED
 
 
-@pytest.mark.parametrize("token", ["not-a-jwt", "a.b.c", "x" * (MAX_TOKEN_LENGTH + 1)])
+@pytest.mark.parametrize(
+    "token", ["not-a-jwt", "a.b.c", "x" * (MAX_TOKEN_LENGTH + 1), "\ud800", "a.b\u0000.c"]
+)
 async def test_garbage_token_is_token_invalid(clock: FakeClock, token: str) -> None:
     assert await refused(local(clock), token) is ErrorCode.TOKEN_INVALID
 
