@@ -333,7 +333,9 @@ async def _serve_websocket(socket: Any, ws: LeanWebSocket) -> None:
                     break
                 except Exception:
                     server.logger.exception("Unknown receive error")
-                if socket.closed:  # refused, or closed by the server: read nothing more
+                if socket.closing or socket.closed:
+                    # Refused, or closed by the server: read nothing more. `closing` is set as
+                    # soon as the close starts, before its disconnect handler has run.
                     break
     except (TimeoutError, OSError, asyncio.CancelledError):
         pass  # silence past the ping deadline, a closed connection, the server stopping
