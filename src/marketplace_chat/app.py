@@ -7,7 +7,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +31,7 @@ from marketplace_chat.errors import ChatError, RateLimited, ValidationFailed
 from marketplace_chat.gateway.namespace import ChatNamespace
 from marketplace_chat.gateway.notifier import SocketNotifier
 from marketplace_chat.gateway.server import NAMESPACE, ChatSocketServer, create_server
+from marketplace_chat.gateway.streams import StreamsManager
 from marketplace_chat.metrics import Metrics
 from marketplace_chat.realtime.connection import connect as connect_redis
 from marketplace_chat.realtime.limits import RedisRateLimiter
@@ -133,7 +134,14 @@ def create_app(
     clock = clock or SystemClock()
     node_id = node_identity(settings)
     metrics = Metrics()
-    sio = create_server(redis_url, REDIS_CHANNEL, settings.server.cors_origins)
+    sio = create_server(
+        redis_url,
+        REDIS_CHANNEL,
+        settings.server.cors_origins,
+        stream_maxlen=settings.redis.fanout_stream_maxlen,
+        buffer_max=settings.redis.fanout_buffer_max,
+    )
+    fanout = sio.manager if isinstance(sio.manager, StreamsManager) else None
     redis = connect_redis(redis_url)
 
     @asynccontextmanager
@@ -181,6 +189,8 @@ def create_app(
             await verifier.flush()
             await http.aclose()
             await storage.close()
+            if fanout is not None:
+                await fanout.aclose()
             await redis.aclose()
             log.info("node_stopped", node_id=node_id)
 
@@ -190,7 +200,13 @@ def create_app(
         summary="Buyer/seller chat: REST view of the Socket.IO service",
         lifespan=lifespan,
     )
-    api.include_router(ops_router({"database": _ping_db(api), "redis": redis.ping}, metrics))
+    checks: dict[str, Callable[[], Awaitable[object]]] = {
+        "database": _ping_db(api),
+        "redis": redis.ping,
+    }
+    if fanout is not None:
+        checks["fanout"] = fanout.check
+    api.include_router(ops_router(checks, metrics))
 
     @api.exception_handler(ChatError)
     async def chat_error(request: Request, exc: ChatError) -> JSONResponse:
