@@ -11,6 +11,7 @@ import itertools
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 import structlog
@@ -35,6 +36,11 @@ from marketplace_chat.realtime.presence import Presence
 from marketplace_chat.realtime.typing_state import TYPING_TTL_S, TypingState
 from marketplace_chat.settings import LimitSettings
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage, Storage
+
+# A retry (same clientMessageId) of a message this recent may follow a node that died between
+# the commit and the fan-out, so the message goes out again, with the same id; a client keeps one
+# message per id. Older retries are answered without an event.
+REPUBLISH_WITHIN = timedelta(minutes=5)
 
 log = structlog.get_logger(__name__)
 
@@ -162,18 +168,18 @@ class ChatService:
                 created_at=self._clock.now(),
             )
         )
-        if result.created:
+        if result.created or self._clock.now() - result.message.created_at <= REPUBLISH_WITHIN:
             await self._notify.to_users(
                 [parts.buyer_id, parts.seller_id], "message:new", result.message.to_wire()
             )
-            # Only an indicator this node started is ended here, which spares the hot path a
-            # Redis call; one started through another node ends by that node's 10 s timer.
-            # The message is committed: from here on nothing may turn the ack into a failure.
-            if (parts.chat_id, user_id) in self._typing:
-                try:
-                    await self._end_typing(parts, user_id)
-                except ChatError as exc:
-                    log.warning("typing_stop_failed", error=exc.message)
+        # Only an indicator this node started is ended here, which spares the hot path a
+        # Redis call; one started through another node ends by that node's 10 s timer.
+        # The message is committed: from here on nothing may turn the ack into a failure.
+        if result.created and (parts.chat_id, user_id) in self._typing:
+            try:
+                await self._end_typing(parts, user_id)
+            except ChatError as exc:
+                log.warning("typing_stop_failed", error=exc.message)
         return result.message
 
     async def history(self, user_id: int, q: HistoryQuery) -> MessagePage:
