@@ -160,7 +160,13 @@ class LeanFanout:
             for participants in self.rooms.values()
             for eio_sid in dict(participants.get(None, {})).values()
         }
+        engine = self.server.eio
         for eio_sid in eio_sids:
+            socket = engine.sockets.get(eio_sid)
             with contextlib.suppress(Exception):  # a socket already gone is what we want
-                await self.server.eio.disconnect(eio_sid)
+                await engine.disconnect(eio_sid)
+            if socket is not None:
+                # Engine.IO's close only queues a CLOSE packet, which socket.io-client ignores on
+                # a WebSocket; the end-of-queue mark makes the transport close the connection.
+                await socket.queue.put(None)
         return len(eio_sids)

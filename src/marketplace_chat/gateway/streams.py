@@ -212,6 +212,8 @@ class StreamsManager(LeanFanout, AsyncPubSubManager):  # type: ignore[misc]
                 if position is None or lost:
                     position = await self._resume_from(reader, position)
                     lost = False
+                    self._reader_connected = True
+                    self._last_read = self._monotonic()
                 answer: Any = await reader.xread(
                     {self.stream: position}, count=READ_COUNT, block=READ_BLOCK_MS
                 )

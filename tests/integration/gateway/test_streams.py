@@ -25,6 +25,7 @@ WAIT_S = 10.0
 class _Engine:
     def __init__(self) -> None:
         self.closed: list[str] = []
+        self.sockets: dict[str, Any] = {}
 
     async def disconnect(self, eio_sid: str) -> None:
         self.closed.append(eio_sid)
