@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -157,3 +158,45 @@ async def test_every_stored_message_reaches_every_partner_socket_through_a_redis
                     assert client.connected, f"{name} did not reconnect: {client.log[-3:]}"
         finally:
             await asyncio.gather(a.stop(), b.stop())
+
+
+async def test_a_retry_of_a_message_whose_node_died_before_telling_anyone_reaches_the_partner(
+    bridge: Bridge, server_factory: ServerFactory, tokens: Tokens, db: asyncpg.Pool
+) -> None:
+    """The node that committed the message was killed before its fan-out: the row exists and no
+    one was told. The sender's client retries with the same clientMessageId on another node."""
+    a = await server_factory.start()
+    b = await server_factory.start()
+    try:
+        buyer_id, seller_id = new_user_id(), new_user_id()
+        buyer = await bridge.connect(a.url, token=tokens.mint(buyer_id), user_id=buyer_id)
+        seller = await bridge.connect(b.url, token=tokens.mint(seller_id), user_id=seller_id)
+        chat_id = (await create_chat(buyer, buyer_id, seller_id))["id"]
+        async with db.acquire() as conn, conn.transaction():
+            seq = await conn.fetchval(
+                "UPDATE chat.chats SET last_seq = last_seq + 1, updated_at = now() "
+                "WHERE id = $1 RETURNING last_seq",
+                uuid.UUID(chat_id),
+            )
+            message_id = await conn.fetchval(
+                "INSERT INTO chat.messages (id, chat_id, seq, sender_id, text, client_message_id,"
+                " created_at) VALUES ($1, $2, $3, $4, 'committed, never told', 'cm-died', now())"
+                " RETURNING id::text",
+                uuid.uuid4(),
+                uuid.UUID(chat_id),
+                seq,
+                buyer_id,
+            )
+
+        retried = await send(buyer, chat_id, "committed, never told", clientMessageId="cm-died")
+
+        assert retried["id"] == message_id
+        for client in (seller, buyer):
+            news = await client.wait_for("message:new", lambda m: m["id"] == message_id)
+            assert news == retried
+        rows = await db.fetch(
+            "SELECT id::text FROM chat.messages WHERE chat_id = $1", uuid.UUID(chat_id)
+        )
+        assert [row["id"] for row in rows] == [message_id]
+    finally:
+        await asyncio.gather(a.stop(), b.stop())
