@@ -176,6 +176,8 @@ def create_app(
         )
         app.include_router(rest_router(service, verifier))
         chat_app._namespace, chat_app._service, chat_app._sio = namespace, service, sio
+        if fanout is not None:
+            fanout.start()
         housekeeping = asyncio.create_task(_housekeeping(service, namespace, metrics))
         log.info("node_started", node_id=node_id)
         try:

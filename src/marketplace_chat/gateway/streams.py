@@ -105,6 +105,13 @@ class StreamsManager(LeanFanout, AsyncPubSubManager):  # type: ignore[misc]
         self._last_read: float | None = None
         self._stopping = asyncio.Event()
 
+    def start(self) -> None:
+        """Start reading now, at the node's start: python-socketio starts a manager on the first
+        connection, and until then `/ready` would report a reader that never ran."""
+        if not self.server.manager_initialized:
+            self.server.manager_initialized = True  # as the server's own first connect does
+            self.initialize()
+
     # -- health --------------------------------------------------------------------------------
 
     def health(self) -> FanoutHealth:
