@@ -7,7 +7,7 @@ import contextlib
 import os
 import socket
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +32,7 @@ from marketplace_chat.errors import ChatError
 from marketplace_chat.gateway.namespace import ChatNamespace
 from marketplace_chat.gateway.notifier import SocketNotifier
 from marketplace_chat.gateway.server import NAMESPACE, ChatSocketServer, create_server
+from marketplace_chat.gateway.streams import StreamsManager
 from marketplace_chat.metrics import Metrics
 from marketplace_chat.realtime.connection import connect as connect_redis
 from marketplace_chat.realtime.limits import RedisRateLimiter
@@ -137,7 +138,14 @@ def create_app(
     clock = clock or SystemClock()
     node_id = node_identity(settings)
     metrics = Metrics()
-    sio = create_server(redis_url, REDIS_CHANNEL, settings.server.cors_origins)
+    sio = create_server(
+        redis_url,
+        REDIS_CHANNEL,
+        settings.server.cors_origins,
+        stream_maxlen=settings.redis.fanout_stream_maxlen,
+        buffer_max=settings.redis.fanout_buffer_max,
+    )
+    fanout = sio.manager if isinstance(sio.manager, StreamsManager) else None
     redis = connect_redis(redis_url)
 
     @asynccontextmanager
@@ -172,6 +180,8 @@ def create_app(
         )
         app.include_router(rest_router(service, verifier))
         chat_app._namespace, chat_app._service, chat_app._sio = namespace, service, sio
+        if fanout is not None:
+            fanout.start()
         housekeeping = asyncio.create_task(_housekeeping(service, namespace, metrics))
         log.info("node_started", node_id=node_id)
         try:
@@ -185,6 +195,8 @@ def create_app(
             await verifier.flush()
             await http.aclose()
             await storage.close()
+            if fanout is not None:
+                await fanout.aclose()
             await redis.aclose()
             log.info("node_stopped", node_id=node_id)
 
@@ -196,7 +208,13 @@ def create_app(
         docs_url=None,  # served by install_docs from packaged assets, not from a CDN
         redoc_url=None,
     )
-    api.include_router(ops_router({"database": _ping_db(api), "redis": redis.ping}, metrics))
+    checks: dict[str, Callable[[], Awaitable[object]]] = {
+        "database": _ping_db(api),
+        "redis": redis.ping,
+    }
+    if fanout is not None:
+        checks["fanout"] = fanout.check
+    api.include_router(ops_router(checks, metrics))
     install_docs(api)
     install_error_handlers(api, lambda exc: metrics.rate_limited.labels(exc.action).inc())
     # Added inner first: CORS wraps the body limit, so a 413 carries the CORS headers too.

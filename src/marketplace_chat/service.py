@@ -11,6 +11,7 @@ import itertools
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 import structlog
@@ -36,6 +37,11 @@ from marketplace_chat.realtime.typing_state import TYPING_TTL_S, TypingState
 from marketplace_chat.settings import LimitSettings
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage, Storage
 
+# A retry (same clientMessageId) of a message this recent may follow a node that died between
+# the commit and the fan-out: unless the fan-out saw the message go out, it goes out again, with
+# the same id (a client keeps one message per id). Older retries are answered without an event.
+REPUBLISH_WITHIN = timedelta(minutes=5)
+
 log = structlog.get_logger(__name__)
 
 
@@ -46,6 +52,13 @@ class Notifier(Protocol):
         self, user_ids: list[int], event: str, payload: dict[str, Any], *, skip: str | None = None
     ) -> None:
         """Every socket of these users, once each, except `skip`."""
+        ...
+
+    async def to_users_once(
+        self, user_ids: list[int], event: str, payload: dict[str, Any], key: str
+    ) -> None:
+        """Like `to_users`, unless an event with this `key` is known to have gone out already
+        from any node (so a repeat goes out only where the original may have been lost)."""
         ...
 
     async def to_chat_watchers(
@@ -162,18 +175,21 @@ class ChatService:
                 created_at=self._clock.now(),
             )
         )
+        recipients = [parts.buyer_id, parts.seller_id]
         if result.created:
-            await self._notify.to_users(
-                [parts.buyer_id, parts.seller_id], "message:new", result.message.to_wire()
+            await self._notify.to_users(recipients, "message:new", result.message.to_wire())
+        elif self._clock.now() - result.message.created_at <= REPUBLISH_WITHIN:
+            await self._notify.to_users_once(
+                recipients, "message:new", result.message.to_wire(), key=result.message.id
             )
-            # Only an indicator this node started is ended here, which spares the hot path a
-            # Redis call; one started through another node ends by that node's 10 s timer.
-            # The message is committed: from here on nothing may turn the ack into a failure.
-            if (parts.chat_id, user_id) in self._typing:
-                try:
-                    await self._end_typing(parts, user_id)
-                except ChatError as exc:
-                    log.warning("typing_stop_failed", error=exc.message)
+        # Only an indicator this node started is ended here, which spares the hot path a
+        # Redis call; one started through another node ends by that node's 10 s timer.
+        # The message is committed: from here on nothing may turn the ack into a failure.
+        if result.created and (parts.chat_id, user_id) in self._typing:
+            try:
+                await self._end_typing(parts, user_id)
+            except ChatError as exc:
+                log.warning("typing_stop_failed", error=exc.message)
         return result.message
 
     async def history(self, user_id: int, q: HistoryQuery) -> MessagePage:

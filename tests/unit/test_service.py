@@ -26,7 +26,7 @@ from marketplace_chat.models import (
     SyncQuery,
     iso,
 )
-from marketplace_chat.service import ChatService
+from marketplace_chat.service import REPUBLISH_WITHIN, ChatService
 from marketplace_chat.settings import LimitSettings
 
 from .fakes import (
@@ -301,11 +301,26 @@ async def test_zero_message_limit_turns_limiting_off() -> None:
     assert len(w.storage.rows(chat.id)) == MESSAGES_PER_WINDOW * 3
 
 
-async def test_repeated_client_message_id_returns_the_first_message_without_a_new_event(
+async def test_a_retry_of_a_recent_message_asks_for_it_again_unless_already_delivered(
     world: World,
 ) -> None:
+    chat, buyer, seller = await open_chat(world)
+    first = await world.service.send(buyer, send_payload(chat.id, "one", clientMessageId="c-1"))
+    world.clock.advance(REPUBLISH_WITHIN.total_seconds() - 1)
+    again = await world.service.send(buyer, send_payload(chat.id, "two", clientMessageId="c-1"))
+    assert again == first
+    assert len(world.storage.rows(chat.id)) == 1
+    first_news, repeat = world.notifier.events("message:new")
+    assert (first_news.kind, first_news.payload) == ("users", first.to_wire())
+    # The repeat goes out only where no node is known to have delivered that id.
+    assert (repeat.kind, repeat.payload, repeat.key) == ("users_once", first.to_wire(), first.id)
+    assert sorted(repeat.to) == sorted([buyer, seller])
+
+
+async def test_a_retry_of_an_older_message_returns_it_without_a_new_event(world: World) -> None:
     chat, buyer, _ = await open_chat(world)
     first = await world.service.send(buyer, send_payload(chat.id, "one", clientMessageId="c-1"))
+    world.clock.advance(REPUBLISH_WITHIN.total_seconds() + 1)
     again = await world.service.send(buyer, send_payload(chat.id, "two", clientMessageId="c-1"))
     assert again == first
     assert len(world.storage.rows(chat.id)) == 1

@@ -24,7 +24,8 @@ def ops_router(checks: dict[str, Callable[[], Awaitable[object]]], metrics: Metr
 
     @router.get("/ready")
     async def ready() -> JSONResponse:
-        """PostgreSQL and Redis answer; 503 when either does not."""
+        """PostgreSQL and Redis answer and the fan-out between nodes reads and publishes; 503
+        when any of them does not (each named in the body)."""
         results: dict[str, str] = {}
         for name, check in checks.items():
             try:

@@ -27,6 +27,13 @@ def chat_room(chat_id: str, user_id: int) -> str:
     return f"c:{chat_id}:{user_id}"
 
 
+def _delivered(manager: Any, key: str) -> bool:
+    """Whether the fan-out saw an event keyed `key` go out (a manager without that memory, the
+    single-node default, never did)."""
+    seen = getattr(manager, "delivered", None)
+    return bool(seen(key)) if seen is not None else False
+
+
 class SocketNotifier:
     def __init__(self, sio: ChatSocketServer, metrics: Metrics) -> None:
         self._sio = sio
@@ -37,6 +44,12 @@ class SocketNotifier:
     ) -> None:
         rooms = [user_room(u) for u in dict.fromkeys(user_ids)]
         await self._emit(event, payload, rooms, skip)
+
+    async def to_users_once(
+        self, user_ids: list[int], event: str, payload: dict[str, Any], key: str
+    ) -> None:
+        if not _delivered(self._sio.manager, key):
+            await self.to_users(user_ids, event, payload)
 
     async def to_chat_watchers(
         self, chat_id: str, user_id: int, event: str, payload: dict[str, Any]

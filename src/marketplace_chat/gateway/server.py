@@ -2,24 +2,21 @@
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from typing import Any
 
-import engineio.packet
-import orjson
 import socketio
-import socketio.packet
 
-from marketplace_chat.batching import Coalescer
 from marketplace_chat.errors import ValidationFailed
 from marketplace_chat.gateway.codec import ChatPacket, Codec, RefusedPacketError
+from marketplace_chat.gateway.streams import StreamsManager
 from marketplace_chat.gateway.transport import MAX_PAYLOAD_BYTES, LeanEngineIOServer
-from marketplace_chat.realtime.connection import connect
 
 NAMESPACE = "/chat"
+# Events whose ids the fan-out remembers, so that a retried send repeats a message only when no
+# node is known to have delivered it.
+KEYED_EVENTS = frozenset({"message:new"})
 
 # Whether the client asked for an ack: a failed event without one is answered by `exception`.
 ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=True)
@@ -69,159 +66,25 @@ if _missing := [n for n in _PRIVATE_NAMES if not hasattr(socketio.AsyncServer, n
     raise RuntimeError(f"python-socketio lacks {_missing}; gateway/server.py was written for 5.x")
 
 
-BATCH_MARK = b"\x1ebatch:"  # starts a batch of pub/sub messages: mark, host id, newline, JSON list
-
-
-class RedisManager(socketio.AsyncRedisManager):  # type: ignore[misc]
-    """python-socketio's Redis manager, on this service's Redis client (blocking pool, Sentinel),
-    with its publishes batched.
-
-    Every message published while a publish is in flight goes into the next one, as a JSON list
-    behind a mark naming the sending host, so that a busy node makes one Redis round trip for
-    many events and its listener skips its own batches without decoding them. Local sockets are
-    served before anything is published, as in the stock manager. Plain messages (from another
-    publisher on the channel, such as a stock python-socketio emitter) are still understood.
-    """
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._outbox: Coalescer[dict[str, Any], None] = Coalescer(self._publish_batch)
-        self._rooms_of: dict[tuple[str, str], set[str | None]] = {}
-
-    # The stock manager finds a leaving socket's rooms by scanning every room of the namespace,
-    # so a mass disconnect costs the square of the sockets (minutes of CPU at 5,000). An index of
-    # each socket's rooms makes it linear.
-
-    def basic_enter_room(
-        self, sid: str, namespace: str, room: str | None, eio_sid: str | None = None
-    ) -> None:
-        super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
-        self._rooms_of.setdefault((namespace, sid), set()).add(room)
-
-    def basic_leave_room(self, sid: str, namespace: str, room: str | None) -> None:
-        super().basic_leave_room(sid, namespace, room)
-        rooms = self._rooms_of.get((namespace, sid))
-        if rooms is not None:
-            rooms.discard(room)
-
-    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
-        for room in self._rooms_of.pop((namespace, sid), set()):
-            super().basic_leave_room(sid, namespace, room)
-        # What remains of the stock method: with no rooms left, its scan finds nothing.
-        self.callbacks.pop(sid, None)
-        for pending in (self.pending_connect, self.pending_disconnect):
-            waiting = pending.get(namespace)
-            if waiting is not None and sid in waiting:
-                waiting.remove(sid)
-                if not waiting:
-                    del pending[namespace]
-
-    def set_server(self, server: Any) -> None:
-        super().set_server(server)
-        self.json = _PassThroughJson
-
-    def _redis_connect(self) -> None:
-        self.redis = connect(self.redis_url, timeout_s=None)
-        self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
-        self.connected = True
-
-    async def emit(
-        self,
-        event: str,
-        data: Any,
-        namespace: str | None = None,
-        room: Any = None,
-        skip_sid: Any = None,
-        callback: Any = None,
-        to: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        """The stock emit, minus two costs the profiles showed on every message: a scan of the
-        payload for binary data (this service only sends JSON) and a task per recipient (a send
-        only queues the packet on the socket, so the local recipients are served in turn)."""
-        if callback is not None or kwargs.get("ignore_queue"):
-            await super().emit(
-                event,
-                data,
-                namespace=namespace,
-                room=room,
-                skip_sid=skip_sid,
-                callback=callback,
-                to=to,
-                **kwargs,
-            )
-            return
-        room = to or room
-        namespace = namespace or "/"
-        payload = list(data) if isinstance(data, tuple) else [data]
-        await self._deliver_here(event, payload, namespace, room, skip_sid)
-        await self._publish(
-            {
-                "method": "emit",
-                "event": event,
-                "data": payload,
-                "binary": False,
-                "namespace": namespace,
-                "room": room,
-                "skip_sid": skip_sid,
-                "callback": None,
-                "host_id": self.host_id,
-            }
+def create_server(
+    redis_url: str | None,
+    channel: str,
+    cors_origins: str,
+    stream_maxlen: int = 200_000,
+    buffer_max: int = 50_000,
+) -> ChatSocketServer:
+    """The server, with its fan-out between nodes on a Redis stream when Redis is given."""
+    manager = (
+        StreamsManager(
+            redis_url,
+            channel=channel,
+            maxlen=stream_maxlen,
+            buffer_max=buffer_max,
+            keyed_events=KEYED_EVENTS,
         )
-
-    async def _deliver_here(
-        self, event: str, payload: list[Any], namespace: str, room: Any, skip_sid: Any
-    ) -> None:
-        if namespace not in self.rooms:
-            return
-        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
-        pkt = self.server.packet_class(
-            socketio.packet.EVENT, namespace=namespace, data=[event, *payload]
-        )
-        encoded = pkt.encode()
-        frames = [
-            engineio.packet.Packet(engineio.packet.MESSAGE, p)
-            for p in (encoded if isinstance(encoded, list) else [encoded])
-        ]
-        for sid, eio_sid in self.get_participants(namespace, room):
-            if sid not in skip:
-                for frame in frames:
-                    await self.server._send_eio_packet(eio_sid, frame)
-
-    async def _publish(self, data: dict[str, Any]) -> None:
-        self._outbox.post(data)
-
-    async def _publish_batch(self, batch: list[dict[str, Any]]) -> list[None]:
-        payload = BATCH_MARK + self.host_id.encode() + b"\n" + orjson.dumps(batch)
-        await super()._publish(_Raw(payload))
-        return [None] * len(batch)
-
-    async def _listen(self) -> AsyncIterator[Any]:
-        mine = BATCH_MARK + self.host_id.encode() + b"\n"
-        async for raw in super()._listen():
-            if not (isinstance(raw, bytes) and raw.startswith(BATCH_MARK)):
-                yield raw
-            elif not raw.startswith(mine):
-                for message in json.loads(raw.split(b"\n", 1)[1]):
-                    yield message
-
-
-class _Raw(bytes):
-    """An already encoded payload, which the manager's JSON step passes through."""
-
-
-class _PassThroughJson:
-    @staticmethod
-    def dumps(obj: Any, *args: Any, **kwargs: Any) -> Any:
-        return obj if isinstance(obj, _Raw) else Codec.dumps(obj)
-
-    @staticmethod
-    def loads(data: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        return json.loads(data)
-
-
-def create_server(redis_url: str | None, channel: str, cors_origins: str) -> ChatSocketServer:
-    manager = RedisManager(redis_url, channel=channel) if redis_url is not None else None
+        if redis_url is not None
+        else None
+    )
     origins: str | list[str] = (
         "*" if cors_origins.strip() == "*" else [o.strip() for o in cors_origins.split(",")]
     )
