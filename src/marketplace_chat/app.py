@@ -151,7 +151,7 @@ def create_app(
             storage,
             RedisPresence(redis, node_id),
             RedisTypingState(redis),
-            RedisRateLimiter(redis),
+            RedisRateLimiter(redis, clock),
             SocketNotifier(sio, metrics),
             clock,
             settings.limits,

@@ -30,7 +30,7 @@ from marketplace_chat.models import (
     SyncQuery,
     iso,
 )
-from marketplace_chat.realtime.limits import RateLimiter
+from marketplace_chat.realtime.limits import RateLimiter, event_budgets
 from marketplace_chat.realtime.presence import Presence
 from marketplace_chat.realtime.typing_state import TYPING_TTL_S, TypingState
 from marketplace_chat.settings import LimitSettings
@@ -83,6 +83,7 @@ class ChatService:
         self._notify = notifier
         self._clock = clock
         self._limits = limits
+        self._budgets = event_budgets(limits)
         self._node = node_id
         self._typing: dict[tuple[str, int], _Typing] = {}
         self._typing_tokens = itertools.count(1)
@@ -289,6 +290,16 @@ class ChatService:
         return await self.presence.online(user_ids)
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    async def admit_event(self, user_id: int, event: str) -> None:
+        """Draw one event from the user's budget for it, before any other work, so that a flood
+        costs one Redis call an event at most (none once refused); `RateLimited` past it."""
+        budget = self._budgets.get(event)
+        if budget is None:
+            return
+        wait_ms = await self._limiter.draw(budget, user_id)
+        if wait_ms:
+            raise RateLimited(f"Too many {event} requests; retry later", wait_ms, budget.name)
 
     async def _admit(self, action: str, user_id: int, limit: int, window_s: float) -> None:
         wait_ms = await self._limiter.admit(action, user_id, limit, window_s)

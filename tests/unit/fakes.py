@@ -11,6 +11,7 @@ from typing import Any
 
 from marketplace_chat.errors import NotFound
 from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
+from marketplace_chat.realtime.limits import Budget
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
 
 
@@ -247,6 +248,9 @@ class CountingLimiter:
             return self.WAIT_MS
         self.admitted[(action, user_id)] = count + 1
         return 0
+
+    async def draw(self, budget: Budget, user_id: int) -> int:
+        return await self.admit(budget.name, user_id, budget.size, budget.window_s)
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,7 @@ class ChatNamespace:
             data = args[0] if args else None
             try:
                 session = self._session(sid)
+                await self._service.admit_event(session.user_id, event)
                 if handler is None:
                     body = await self._refresh_token(session, data)
                 else:
