@@ -133,7 +133,16 @@ def create_app(
     clock = clock or SystemClock()
     node_id = node_identity(settings)
     metrics = Metrics()
-    sio = create_server(redis_url, REDIS_CHANNEL, settings.server.cors_origins)
+    sio = create_server(
+        redis_url,
+        REDIS_CHANNEL,
+        settings.server.cors_origins,
+        max_in_flight=settings.limits.max_events_in_flight,
+        max_queued=settings.limits.max_events_queued,
+    )
+    sio.on_refused = lambda event: metrics.rate_limited.labels("events_in_flight").inc()
+    metrics.events_running.set_function(lambda: sio.events_running)
+    metrics.events_waiting.set_function(lambda: sio.events_waiting)
     redis = connect_redis(redis_url)
 
     @asynccontextmanager
@@ -149,7 +158,7 @@ def create_app(
         verifier = build_verifier(settings, redis, http, clock, metrics)
         service = ChatService(
             storage,
-            RedisPresence(redis, node_id),
+            RedisPresence(redis, node_id, settings.limits.max_sockets_per_user),
             RedisTypingState(redis),
             RedisRateLimiter(redis, clock),
             SocketNotifier(sio, metrics),

@@ -31,7 +31,7 @@ from marketplace_chat.models import (
     iso,
 )
 from marketplace_chat.realtime.limits import RateLimiter, event_budgets
-from marketplace_chat.realtime.presence import Presence
+from marketplace_chat.realtime.presence import Arrival, Presence
 from marketplace_chat.realtime.typing_state import TYPING_TTL_S, TypingState
 from marketplace_chat.settings import LimitSettings
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage, Storage
@@ -258,12 +258,15 @@ class ChatService:
 
     # -- presence ------------------------------------------------------------------------------
 
-    async def socket_connected(self, user_id: int, socket_id: str) -> bool:
-        """Register the socket; when it is the user's first anywhere, tell their partners later."""
-        first = await self.presence.connected(user_id, socket_id)
-        if first:
+    async def socket_connected(self, user_id: int, socket_id: str) -> Arrival:
+        """Register the socket; when it is the user's first anywhere, tell their partners later.
+
+        Past `MAX_SOCKETS_PER_USER` the arrival names the user's oldest sockets, on any node,
+        which the caller disconnects: the newest socket is the device the user is at now."""
+        arrival = await self.presence.connected(user_id, socket_id)
+        if arrival.first:
             self._spawn(lambda: self._announce(user_id, "user:online", {"userId": user_id}))
-        return first
+        return arrival
 
     async def socket_disconnected(self, user_id: int, socket_id: str) -> None:
         for (chat_id, typist), state in list(self._typing.items()):

@@ -548,7 +548,7 @@ async def test_closing_the_typing_socket_stops_typing(world: World) -> None:
 
 async def test_first_socket_announces_online_to_partners(world: World) -> None:
     _, buyer, seller = await open_chat(world)
-    assert await world.service.socket_connected(buyer, "sid-1")
+    assert (await world.service.socket_connected(buyer, "sid-1")).first
     await world.service.drain()
     assert world.notifier.sent == [Sent("users", (seller,), "user:online", {"userId": buyer})]
 
@@ -558,7 +558,7 @@ async def test_second_socket_of_the_same_user_does_not_announce_online(world: Wo
     await world.service.socket_connected(buyer, "sid-1")
     await world.service.drain()
     world.notifier.clear()
-    assert not await world.service.socket_connected(buyer, "sid-2")
+    assert not (await world.service.socket_connected(buyer, "sid-2")).first
     await world.service.drain()
     assert world.notifier.sent == []
 

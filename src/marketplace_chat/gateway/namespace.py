@@ -104,7 +104,9 @@ class ChatNamespace:
         await self._sio.enter_room(sid, user_room(identity.user_id), namespace=NAMESPACE)
         session.rooms.add(user_room(identity.user_id))
         try:
-            await self._service.socket_connected(identity.user_id, sid)
+            arrival = await self._service.socket_connected(identity.user_id, sid)
+            for oldest in arrival.evicted:
+                self._later(self._sio.disconnect(oldest, namespace=NAMESPACE))
         except ChatError as exc:
             # Presence is re-asserted by the periodic refresh once Redis answers again.
             self._metrics.backend_errors.labels("redis").inc()

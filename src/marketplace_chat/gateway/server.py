@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 import engineio.packet
@@ -14,6 +17,7 @@ import socketio
 import socketio.packet
 
 from marketplace_chat.batching import Coalescer
+from marketplace_chat.errors import RateLimited
 from marketplace_chat.gateway.transport import LeanEngineIOServer
 from marketplace_chat.realtime.connection import connect
 
@@ -36,14 +40,115 @@ class Codec:
         return json.loads(data)
 
 
+# Written for python-socketio 5.x: `_handle_event` is where each event gets its task, and the
+# override below replaces it whole; the names it calls are checked when the class is defined.
+_SEAMS = ("_handle_event", "_handle_event_internal", "_send_packet")
+_missing = [name for name in _SEAMS if not hasattr(socketio.AsyncServer, name)]
+if _missing:  # pragma: no cover - only on a python-socketio that moved them
+    raise ImportError(f"python-socketio no longer has {_missing}; see ChatSocketServer")
+
+IN_FLIGHT_RETRY_MS = 100  # what a refused event is told: about one round of earlier acks
+
+
+@dataclass(slots=True)
+class _Lane:
+    """One socket's events: how many run, and the packets waiting for a free slot."""
+
+    running: int = 0
+    waiting: deque[tuple[str, Any, Any]] = field(default_factory=deque)
+
+
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server with a bound on each socket's events in flight.
+
+    The stock server starts a task for every event packet, so one socket firing thousands of
+    events without waiting made thousands of tasks. Here a socket runs at most
+    `max_in_flight` events at once; further ones wait as packets, in arrival order, and start as
+    earlier ones finish; past `max_queued` waiting ones an event is answered `RATE_LIMITED` at
+    once (its ack, else an `exception` event) without starting anything. 0 turns a bound off.
+    """
+
+    def __init__(
+        self, *args: Any, max_in_flight: int = 0, max_queued: int = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.max_in_flight = max_in_flight
+        self.max_queued = max_queued
+        self.on_refused: Callable[[str], None] = lambda event: None
+        self._lanes: dict[str, _Lane] = {}
+        self._event_tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def events_running(self) -> int:
+        return len(self._event_tasks)
+
+    @property
+    def events_waiting(self) -> int:
+        return sum(len(lane.waiting) for lane in self._lanes.values())
+
     def _engineio_server_class(self) -> type[LeanEngineIOServer]:
         return LeanEngineIOServer
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if not self.manager.is_connected(sid, namespace):
+            return
+        lane = self._lanes.get(sid)
+        if lane is None:
+            lane = self._lanes[sid] = _Lane()
+        if self.max_in_flight <= 0 or lane.running < self.max_in_flight:
+            self._start(lane, sid, eio_sid, namespace, id, data)
+        elif self.max_queued <= 0 or len(lane.waiting) < self.max_queued:
+            lane.waiting.append((eio_sid, id, data))
+        else:
+            await self._refuse(sid, eio_sid, namespace, id, data)
+
+    def _start(
+        self, lane: _Lane, sid: str, eio_sid: str, namespace: str, id: Any, data: Any
+    ) -> None:
+        lane.running += 1
+        task = asyncio.ensure_future(
+            self._handle_event_internal(self, sid, eio_sid, data, namespace, id)
+        )
+        self._event_tasks.add(task)
+        task.add_done_callback(lambda done: self._finished(done, lane, sid, namespace))
+
+    def _finished(self, task: asyncio.Task[None], lane: _Lane, sid: str, namespace: str) -> None:
+        self._event_tasks.discard(task)
+        lane.running -= 1
+        if lane.waiting and self.manager.is_connected(sid, namespace):
+            eio_sid, id, data = lane.waiting.popleft()
+            self._start(lane, sid, eio_sid, namespace, id, data)
+        elif not lane.running:
+            # Idle, or gone: a socket that left drops what was waiting.
+            self._lanes.pop(sid, None)
+
+    async def _refuse(self, sid: str, eio_sid: str, namespace: str, id: Any, data: Any) -> None:
+        event = str(data[0]) if isinstance(data, list) and data else ""
+        self.on_refused(event)
+        exc = RateLimited(
+            "Too many events in flight on this socket; wait for their acks",
+            IN_FLIGHT_RETRY_MS,
+            "events_in_flight",
+        )
+        # Sent straight to the socket: a flood's refusals stay off the fan-out.
+        if id is not None:
+            reply = self.packet_class(
+                socketio.packet.ACK, namespace=namespace, id=id, data=[exc.to_ack()]
+            )
+        else:
+            reply = self.packet_class(
+                socketio.packet.EVENT,
+                namespace=namespace,
+                data=["exception", exc.to_exception_event(event)],
+            )
+        await self._send_packet(eio_sid, reply)
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
-        # python-socketio runs each event in its own task, so the flag stays with this event.
+        # Each event runs in its own task, so the flag stays with this event.
         ACK_REQUESTED.set(id is not None)
         await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
 
@@ -199,7 +304,14 @@ class _PassThroughJson:
         return json.loads(data)
 
 
-def create_server(redis_url: str | None, channel: str, cors_origins: str) -> ChatSocketServer:
+def create_server(
+    redis_url: str | None,
+    channel: str,
+    cors_origins: str,
+    *,
+    max_in_flight: int = 0,
+    max_queued: int = 0,
+) -> ChatSocketServer:
     manager = RedisManager(redis_url, channel=channel) if redis_url is not None else None
     origins: str | list[str] = (
         "*" if cors_origins.strip() == "*" else [o.strip() for o in cors_origins.split(",")]
@@ -216,4 +328,6 @@ def create_server(redis_url: str | None, channel: str, cors_origins: str) -> Cha
         engineio_logger=logging.getLogger("engineio.server"),
         # A payload is at most a message of a few kB; refuse megabytes at the transport.
         max_http_buffer_size=1_000_000,
+        max_in_flight=max_in_flight,
+        max_queued=max_queued,
     )
