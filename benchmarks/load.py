@@ -94,8 +94,11 @@ IDLE_WAIT_S = 45
 FLOOD_MAX_P99_RATIO = 2.0  # the pairs' p99 ack with the flood / without it
 FLOOD_MAX_HEALTH_MS = 100.0
 FLOOD_SOCKETS = 4
-FLOOD_LANES = 64  # events each flood socket keeps outstanding, past its bound of 16 in flight
-FLOOD_SEND_LIMIT = "1000"  # message:send per 10 s: the pairs never meet it, the flooder does
+FLOOD_LANES = 64  # events each flood socket keeps outstanding, past its bound of 4 in flight
+FLOOD_LIMITS = {
+    "RATE_LIMIT_MESSAGES": "1000",  # per 10 s: far above a pair's rate; only the flooder meets it
+    "RATE_LIMIT_CHATS": "10",  # the default, back on: the pairs create one chat each
+}
 # After the window: how long to wait for the acks and deliveries still due.
 DRAIN_S = 15.0
 
@@ -753,9 +756,7 @@ async def message_scenario(ctx: Context, mode: str) -> None:
     flooder, victim = users.pop(), users.pop()
     pairs = [Pair(users[2 * k], users[2 * k + 1]) for k in range(n_pairs)]
     tag = f"{mode[0]}{secrets.token_hex(4)}"
-    server = ctx.server(
-        mode, **({"RATE_LIMIT_MESSAGES": FLOOD_SEND_LIMIT} if mode == "flood" else {})
-    )
+    server = ctx.server(mode, **(FLOOD_LIMITS if mode == "flood" else {}))
     health = HealthProbe()
     samples: dict[str, Sample] = {}
     profiler = Profiler(mode)

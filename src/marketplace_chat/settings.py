@@ -144,7 +144,7 @@ class LimitSettings(BaseSettings):
     rate_limit_refresh: int = Field(default=10, ge=0)
     rate_limit_refresh_window_s: PositiveFloat = 60.0
     # Per socket: events handled at once, and events waiting behind them; past both, refused.
-    max_events_in_flight: int = Field(default=16, ge=0)
+    max_events_in_flight: int = Field(default=4, ge=0)
     max_events_queued: int = Field(default=256, ge=0)
     max_sockets_per_user: int = Field(default=50, ge=0)
 
