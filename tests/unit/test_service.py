@@ -563,6 +563,17 @@ async def test_second_socket_of_the_same_user_does_not_announce_online(world: Wo
     assert world.notifier.sent == []
 
 
+async def test_past_the_socket_limit_the_arrival_names_the_oldest_sockets() -> None:
+    w = build()
+    w.service.presence = MemoryPresence(max_sockets_per_user=2)
+    user = new_user_id()
+    assert (await w.service.socket_connected(user, "sid-1")).evicted == ()
+    assert (await w.service.socket_connected(user, "sid-2")).evicted == ()
+    assert (await w.service.socket_connected(user, "sid-3")).evicted == ("sid-1",)
+    assert (await w.service.socket_connected(new_user_id(), "sid-4")).evicted == ()
+    await w.service.drain()
+
+
 async def test_only_the_last_socket_going_announces_offline(world: World) -> None:
     _, buyer, seller = await open_chat(world)
     await world.service.socket_connected(buyer, "sid-1")
