@@ -79,6 +79,8 @@ SCRUBBED_PREFIXES = (
     "MIGRATE_",
     "NODE_ID",
     "MAX_MESSAGE",
+    "MAX_EVENTS",
+    "MAX_SOCKETS",
     "TYPING_",
     "CORS_",
 )
