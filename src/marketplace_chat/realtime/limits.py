@@ -9,9 +9,11 @@ Two shapes, one key per user and action:
   however large it is. A full budget takes a burst of `size` events and refills at `size` per
   window.
 
-Both read Redis's own clock, so nodes with skewed clocks agree. A refusal is remembered on the
-node until the wait it announced is over (`RefusalMemo`): a flood is answered without a Redis
-round trip, and since a refusal changes nothing in Redis the answer is the one Redis would give.
+Both read Redis's own clock, so nodes with skewed clocks agree, and both run in one script, which
+decides every action that arrived while the previous run was in flight. A refusal is remembered
+on the node until the wait it announced is over (`RefusalMemo`): a flood is answered without a
+Redis round trip, and since a refusal changes nothing in Redis the answer is the one Redis would
+give.
 """
 
 from __future__ import annotations
@@ -23,40 +25,48 @@ from typing import Any, Protocol
 
 import redis.asyncio as aioredis
 
+from marketplace_chat.batching import Coalescer
 from marketplace_chat.clock import Clock
 from marketplace_chat.realtime.connection import redis_errors
 from marketplace_chat.settings import LimitSettings
 
-# Returns 0 when admitted, else the milliseconds until the oldest admitted action leaves the window.
-ADMIT = """
+# One run decides a batch of actions in order; each is admitted or refused as if alone. KEYS: one
+# key per action. ARGV: four values per action: its shape (`log` or `budget`), its limit or
+# size, the window in ms, and for a log a unique member. Returns a wait per action: 0 when
+# admitted (and counted), else the milliseconds until it could be.
+# - log: a sorted set of admission times; the wait is until the oldest leaves the window.
+# - budget (GCRA): the key holds the time (ms) at which the budget is full again; an event costs
+#   window / size and is admitted while that time stays within one window of now; the wait is
+#   until one event's worth has refilled.
+LIMITS = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local window = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], window)
-  return 0
+local waits = {}
+for i = 1, #KEYS do
+  local key, shape = KEYS[i], ARGV[4 * i - 3]
+  local n, window = tonumber(ARGV[4 * i - 2]), tonumber(ARGV[4 * i - 1])
+  local wait = 0
+  if shape == 'log' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+    if redis.call('ZCARD', key) < n then
+      redis.call('ZADD', key, now, ARGV[4 * i])
+      redis.call('PEXPIRE', key, window)
+    else
+      local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+      wait = math.max(1, tonumber(oldest[2]) + window - now)
+    end
+  else
+    local full_at = math.max(tonumber(redis.call('GET', key) or 0), now)
+    local next_full = full_at + window / n
+    if next_full - now > window then
+      wait = math.max(1, math.ceil(next_full - now - window))
+    else
+      redis.call('SET', key, string.format('%.3f', next_full), 'PX', math.ceil(next_full - now))
+    end
+  end
+  waits[i] = wait
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return math.max(1, tonumber(oldest[2]) + window - now)
-"""
-
-# GCRA: the key holds the time (ms) at which the budget is full again. An event costs
-# window / size; it is admitted while that time stays within one window of now. Returns 0 when
-# admitted, else the milliseconds until one event's worth has refilled.
-DRAW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local size, window = tonumber(ARGV[1]), tonumber(ARGV[2])
-local cost = window / size
-local full_at = math.max(tonumber(redis.call('GET', KEYS[1]) or 0), now)
-local next_full = full_at + cost
-if next_full - now > window then
-  return math.max(1, math.ceil(next_full - now - window))
-end
-redis.call('SET', KEYS[1], string.format('%.3f', next_full), 'PX', math.ceil(next_full - now))
-return 0
+return waits
 """
 
 MEMO_PRUNE_AT = 10_000  # remembered refusals past which the lapsed ones are dropped
@@ -141,28 +151,37 @@ class RefusalMemo:
 
 
 class RedisRateLimiter:
+    """The actions that arrive while a Redis run is in flight are decided by the next one, so a
+    busy node pays one round trip for many sends and reads."""
+
     def __init__(self, redis: aioredis.Redis, clock: Clock) -> None:
-        self._admit: Any = redis.register_script(ADMIT)
-        self._draw: Any = redis.register_script(DRAW)
+        self._limits: Any = redis.register_script(LIMITS)
         self._memo = RefusalMemo(clock)
+        self._batches: Coalescer[tuple[str, list[Any]], int] = Coalescer(self._decide)
 
     async def admit(self, action: str, user_id: int, limit: int, window_s: float) -> int:
         if limit <= 0:
             return 0
         key = f"ratelimit:{action}:{user_id}"
-        return await self._run(self._admit, key, [limit, int(window_s * 1000), uuid.uuid4().hex])
+        return await self._run(key, ["log", limit, int(window_s * 1000), uuid.uuid4().hex])
 
     async def draw(self, budget: Budget, user_id: int) -> int:
         if budget.size <= 0:
             return 0
         key = f"budget:{budget.name}:{user_id}"
-        return await self._run(self._draw, key, [budget.size, int(budget.window_s * 1000)])
+        return await self._run(key, ["budget", budget.size, int(budget.window_s * 1000), ""])
 
-    async def _run(self, script: Any, key: str, args: list[Any]) -> int:
+    async def _run(self, key: str, args: list[Any]) -> int:
         wait = self._memo.remaining_ms(key)
         if wait:
             return wait
-        with redis_errors():
-            wait = int(await script(keys=[key], args=args))
+        wait = await self._batches.submit((key, args))
         self._memo.remember(key, wait)
         return wait
+
+    async def _decide(self, actions: list[tuple[str, list[Any]]]) -> list[int]:
+        keys = [key for key, _ in actions]
+        args = [value for _, values in actions for value in values]
+        with redis_errors():
+            waits = await self._limits(keys=keys, args=args)
+        return [int(wait) for wait in waits]

@@ -3,6 +3,7 @@ on the node until their wait is over."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -35,16 +36,17 @@ OWN_LOGS = {"message:send", "chat:create"}  # limited inside their use cases
 
 
 class ScriptedRedis:
-    """Stands in for Redis: each registered script answers the next of `answers` and counts."""
+    """Stands in for Redis: the script answers each action with the next of `answers`, and
+    counts its runs."""
 
     def __init__(self, answers: list[int]) -> None:
         self.answers = answers
         self.calls = 0
 
     def register_script(self, source: str) -> Any:
-        async def run(keys: list[str], args: list[Any]) -> int:
+        async def run(keys: list[str], args: list[Any]) -> list[int]:
             self.calls += 1
-            return self.answers.pop(0)
+            return [self.answers.pop(0) for _ in keys]
 
         return run
 
@@ -136,3 +138,15 @@ async def test_a_refused_send_is_remembered_apart_from_other_users_and_actions()
     assert await limiter.admit("chat:create", user, 1, 10.0) == 0
     assert await limiter.admit("message:send", new_user_id(), 1, 10.0) == 0
     assert redis.calls == 3
+
+
+async def test_actions_arriving_together_share_one_redis_run() -> None:
+    redis = ScriptedRedis([0] * 30)
+    limiter = RedisRateLimiter(redis, FakeClock())  # type: ignore[arg-type]
+    budget = Budget("reads", 5, 10.0)
+    waits = await asyncio.gather(
+        *(limiter.draw(budget, new_user_id()) for _ in range(20)),
+        *(limiter.admit("message:send", new_user_id(), 5, 10.0) for _ in range(10)),
+    )
+    assert waits == [0] * 30
+    assert redis.calls <= 2  # the first alone, the rest that arrived meanwhile together
