@@ -1,7 +1,8 @@
 """Load benchmark of marketplace-chat: the real service on one core, the official Socket.IO
 client on the other.
 
-    .venv/bin/python benchmarks/load.py [--scenario closed|open|idle|connect|all] [--duration S]
+    .venv/bin/python benchmarks/load.py [--scenario closed|open|flood|idle|connect|all]
+                                        [--duration S]
                                         [--pairs N] [--json PATH] [--profile]
 
 Each scenario starts a fresh `python -m marketplace_chat serve` (pinned to core 0, production
@@ -13,6 +14,9 @@ prints one table and writes the figures as JSON (benchmarks/results/load.json).
 Scenarios:
   closed   50 pairs; each alternates buyer -> seller -> buyer, the next send right after the ack
   open     200 pairs at 5 messages/s each (1,000 msg/s offered) on a fixed schedule, acks or not
+  flood    the closed loop of 50 pairs for one window, then for another while one user floods
+           every event type from 4 sockets (64 events outstanding on each); the server keeps its
+           default budgets (sends: 1,000 per 10 s, far above a pair's rate); /health is polled
   idle     5,000 idle authenticated sockets: server RSS per connection
   connect  2,000 sockets at once: first attempt to the last `connect`
 
@@ -75,6 +79,8 @@ SCRUBBED_PREFIXES = (
     "MIGRATE_",
     "NODE_ID",
     "MAX_MESSAGE",
+    "MAX_EVENTS",
+    "MAX_SOCKETS",
     "TYPING_",
     "CORS_",
 )
@@ -87,6 +93,14 @@ IDLE_MAX_KB_PER_CONN = 35.0
 CONNECT_MAX_S = 3.0
 BACKGROUND_WARN_PCT = 10.0
 IDLE_WAIT_S = 45
+FLOOD_MAX_P99_RATIO = 2.0  # the pairs' p99 ack with the flood / without it
+FLOOD_MAX_HEALTH_MS = 100.0
+FLOOD_SOCKETS = 4
+FLOOD_LANES = 64  # events each flood socket keeps outstanding, past its bound of 4 in flight
+FLOOD_LIMITS = {
+    "RATE_LIMIT_MESSAGES": "1000",  # per 10 s: far above a pair's rate; only the flooder meets it
+    "RATE_LIMIT_CHATS": "10",  # the default, back on: the pairs create one chat each
+}
 # After the window: how long to wait for the acks and deliveries still due.
 DRAIN_S = 15.0
 
@@ -111,6 +125,7 @@ class Server:
     port: int = 0
     proc: asyncio.subprocess.Process | None = None
     workdir: tempfile.TemporaryDirectory[str] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # over the benchmark's own settings
     stop_s: float | None = None  # SIGTERM to exit; None: killed after STOP_TIMEOUT_S
     busy_after_s: float | None = None  # busy after the clients left, before SIGTERM
 
@@ -142,9 +157,11 @@ class Server:
             JWT_SECRET=self.secret,
             RATE_LIMIT_MESSAGES="0",
             RATE_LIMIT_CHATS="0",
+            # The budgets of the other events stay at their defaults: the pairs only send.
             LOG_LEVEL="WARNING",
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.env)
         with self.log_path.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
                 "taskset",
@@ -569,9 +586,13 @@ class Context:
     results: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    def server(self, name: str) -> Server:
+    def server(self, name: str, **env: str) -> Server:
         return Server(
-            self.secret, self.database_url, self.redis_url, RESULTS_DIR / f"server-{name}.log"
+            self.secret,
+            self.database_url,
+            self.redis_url,
+            RESULTS_DIR / f"server-{name}.log",
+            env=env,
         )
 
     async def background(self, scenario: str, server: Server) -> dict[str, float]:
@@ -732,11 +753,13 @@ def top_frames(collapsed: Path, n: int = 20) -> dict[str, Any]:
 
 async def message_scenario(ctx: Context, mode: str) -> None:
     args = ctx.args
-    n_pairs = args.pairs or (50 if mode == "closed" else 200)
-    users = fresh_users(2 * n_pairs, ctx.secret)
+    n_pairs = args.pairs or (200 if mode == "open" else 50)
+    users = fresh_users(2 * n_pairs + 2, ctx.secret)
+    flooder, victim = users.pop(), users.pop()
     pairs = [Pair(users[2 * k], users[2 * k + 1]) for k in range(n_pairs)]
     tag = f"{mode[0]}{secrets.token_hex(4)}"
-    server = ctx.server(mode)
+    server = ctx.server(mode, **(FLOOD_LIMITS if mode == "flood" else {}))
+    health = HealthProbe()
     samples: dict[str, Sample] = {}
     profiler = Profiler(mode)
     profile: dict[str, Any] | None = None
@@ -749,6 +772,10 @@ async def message_scenario(ctx: Context, mode: str) -> None:
             presence = await presence_missing(ctx.redis_url, [u.id for u in users])
         if name in ("measure-start", "measure-end"):
             samples[name] = Sample.take(server.pid)
+        if mode == "flood" and name in ("measure-start", "flood-start"):
+            health.start(server.url, "baseline" if name == "measure-start" else "flood")
+        if mode == "flood" and name == "measure-end":
+            await health.stop()
         if name == "measure-start" and args.profile:
             await profiler.start(server.pid)
         if name == "measure-end" and args.profile:
@@ -770,11 +797,16 @@ async def message_scenario(ctx: Context, mode: str) -> None:
             "drainMs": int(DRAIN_S * 1000),
             "ratePerPair": args.rate,
             "text": MESSAGE_TEXT,
+            "flooder": flooder.wire(),
+            "victim": victim.id,
+            "floodSockets": FLOOD_SOCKETS,
+            "floodLanes": FLOOD_LANES,
         }
-        limit = args.warmup + args.duration + DRAIN_S + 120
+        limit = args.warmup + 2 * args.duration + DRAIN_S + 120
         out = await run_loadgen(config, ctx.scratch, on_phase, no_barrier, limit)
         await server.quiesce()
     finally:
+        await health.stop()
         await profiler.stop()
         exit_code = await server.stop()
     if "records" not in out:
@@ -849,6 +881,7 @@ async def message_scenario(ctx: Context, mode: str) -> None:
         "loadgen": out["loadgen"],
         **_server_end(server, background, exit_code),
     }
+    flood_rows = flood_figures(out, rec, ws, we, health, result) if mode == "flood" else []
     if mode == "open":
         result["ratePerPair"] = args.rate
         lag = [x for x in rec["lag"] if x is not None]
@@ -892,6 +925,8 @@ async def message_scenario(ctx: Context, mode: str) -> None:
             ),
             Row("", f"delivery p50/p95/p99/max {fmt_lat(del_lat)}", "-", ""),
         ]
+    elif mode == "flood":
+        ctx.rows += flood_rows
     else:
         name = f"open, {n_pairs} pairs x {args.rate:g}/s"
         ok = (del_lat["p99"] or math.inf) <= OPEN_MAX_P99_DELIVERY_MS
@@ -928,6 +963,99 @@ async def message_scenario(ctx: Context, mode: str) -> None:
     ctx.rows.append(log_row(server, log, presence))
     if profile is not None:
         result["profile"] = profile
+
+
+@dataclass
+class HealthProbe:
+    """Polls `/health` one request after the other, the latencies kept per phase."""
+
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+    phase: str = ""
+
+    def start(self, url: str, phase: str) -> None:
+        self.phase = phase
+        self.latencies.setdefault(phase, [])
+        if self.task is None:
+            self.task = asyncio.ensure_future(self._poll(url))
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+
+    async def _poll(self, url: str) -> None:
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            while True:
+                started = time.perf_counter()
+                try:
+                    ok = (await http.get(f"{url}/health")).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                took = (time.perf_counter() - started) * 1000
+                self.latencies[self.phase].append(took if ok else math.inf)
+                await asyncio.sleep(0.02)  # about 50 probes a second, not a flood of our own
+
+
+def flood_figures(
+    out: dict[str, Any],
+    rec: dict[str, list[Any]],
+    ws: float,
+    we: float,
+    health: HealthProbe,
+    result: dict[str, Any],
+) -> list[Row]:
+    """The pairs' acks without and with the flood, /health during it, what the flooder got."""
+    split = out.get("floodStart") or (ws + we) / 2
+
+    def acks(lo: float, hi: float) -> dict[str, Any]:
+        window = [i for i in range(len(rec["emitT"])) if lo <= rec["emitT"][i] < hi]
+        ms = [rec["ackT"][i] - rec["emitT"][i] for i in window if rec["ackT"][i] is not None]
+        return latency(ms, len(window) - len(ms))
+
+    base, flooded = acks(ws, split), acks(split, we)
+    ratio = (flooded["p99"] or math.inf) / (base["p99"] or math.inf)
+    probes = {phase: latency(values) for phase, values in health.latencies.items()}
+    worst = max(health.latencies.get("flood") or [math.inf])
+    answers: dict[str, int] = (out.get("flood") or {}).get("answers", {})
+    result["flood"] = {
+        "pairsAckBaselineMs": base,
+        "pairsAckFloodMs": flooded,
+        "p99Ratio": round(ratio, 2),
+        "healthMs": probes,
+        "flooder": out.get("flood"),
+    }
+    by_code: Counter[str] = Counter()
+    for key, count in answers.items():
+        by_code[key.rsplit(" ", 1)[1]] += count
+    sent = (out.get("flood") or {}).get("sent", 0)
+    return [
+        Row(
+            f"flood, {result['pairs']} pairs + 1 flooder",
+            f"pairs' ack without the flood {fmt_lat(base)}; with it {fmt_lat(flooded)}; "
+            f"p99 ratio {ratio:.2f}",
+            f"p99 with the flood <= {FLOOD_MAX_P99_RATIO:g}x without",
+            verdict(ratio <= FLOOD_MAX_P99_RATIO),
+        ),
+        Row(
+            "",
+            "/health during the flood "
+            + (fmt_lat(probes["flood"]) if "flood" in probes else "never polled")
+            + "; without it "
+            + (fmt_lat(probes["baseline"]) if "baseline" in probes else "never polled"),
+            f"/health < {FLOOD_MAX_HEALTH_MS:.0f} ms",
+            verdict(worst < FLOOD_MAX_HEALTH_MS),
+        ),
+        Row(
+            "",
+            f"the flooder sent {sent:,} events: "
+            + ", ".join(f"{code} {n:,}" for code, n in by_code.most_common()),
+            "-",
+            "",
+        ),
+    ]
 
 
 async def connect_scenario(ctx: Context) -> None:
@@ -1164,7 +1292,7 @@ def raise_fd_limit() -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "--scenario", choices=("closed", "open", "idle", "connect", "all"), default="all"
+        "--scenario", choices=("closed", "open", "flood", "idle", "connect", "all"), default="all"
     )
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds (default 20)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (3)")
@@ -1191,7 +1319,11 @@ async def amain(args: argparse.Namespace) -> int:
     # The driver itself keeps off the server's core.
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {LOADGEN_CORE})
-    scenarios = ["closed", "open", "connect", "idle"] if args.scenario == "all" else [args.scenario]
+    scenarios = (
+        ["closed", "open", "flood", "connect", "idle"]
+        if args.scenario == "all"
+        else [args.scenario]
+    )
     started = time.time()
     version = source_version()
     with tempfile.TemporaryDirectory(prefix="chat-bench-") as scratch:
@@ -1205,7 +1337,7 @@ async def amain(args: argparse.Namespace) -> int:
         for name in scenarios:
             print(f"running {name} ...", file=sys.stderr, flush=True)
             try:
-                if name in ("closed", "open"):
+                if name in ("closed", "open", "flood"):
                     await message_scenario(ctx, name)
                 elif name == "connect":
                     await connect_scenario(ctx)

@@ -5,6 +5,9 @@
 // CONFIG: { scenario: "closed"|"open"|"idle"|"connect", url, out, tag, ...scenario fields }
 //   closed: pairs [{buyer:{id,token}, seller:{id,token}}], warmupMs, durationMs, drainMs, text
 //   open:   the same plus ratePerPair (messages per second per pair)
+//   flood:  closed's fields plus flooder {id,token}, victim id, floodSockets, floodLanes: the
+//           closed loop runs durationMs without the flood, then durationMs more while one user
+//           floods every event type from its own sockets (floodStart marks the switch)
 //   idle:   tokens [..] (one user each), warmTokens [..], concurrency
 //   connect: tokens [..]
 //
@@ -243,7 +246,9 @@ async function runMessages(mode) {
   }
 
   const warm = cfg.warmupMs;
-  const dur = cfg.durationMs;
+  // The flood scenario measures two windows back to back: without the flood, then with it.
+  const flooding = mode === "flood";
+  const dur = flooding ? 2 * cfg.durationMs : cfg.durationMs;
   const histogram = monitorEventLoopDelay({ resolution: 5 });
   let eluStart = null;
   let cpuStart = null;
@@ -257,9 +262,20 @@ async function runMessages(mode) {
     eluStart = performance.eventLoopUtilization();
     cpuStart = process.cpuUsage();
   }, warm);
+  let flood = null;
+  let floodStart = null;
+  let floodResult = null;
+  const markFlood = flooding
+    ? setTimeout(async () => {
+        floodStart = now() - start;
+        say({ type: "phase", name: "flood-start" });
+        flood = await startFlood(chatIds);
+      }, warm + cfg.durationMs)
+    : null;
   const markEnd = new Promise((resolve) =>
     setTimeout(() => {
       say({ type: "phase", name: "measure-end" });
+      if (flood !== null) floodResult = flood.stop();
       histogram.disable();
       loadgen = loopStats(histogram, eluStart, cpuStart);
       stopping = true;
@@ -267,7 +283,7 @@ async function runMessages(mode) {
     }, warm + dur),
   );
 
-  if (mode === "closed") {
+  if (mode === "closed" || flooding) {
     // Each pair: buyer, seller, buyer, … ; the next send goes out as soon as the ack is in.
     const step = (k) => {
       if (stopping) return;
@@ -313,6 +329,7 @@ async function runMessages(mode) {
   }
   await markEnd;
   clearTimeout(markStart);
+  if (markFlood !== null) clearTimeout(markFlood);
 
   // Let the acks in flight come back, then the deliveries, then a little grace for duplicates.
   const drainUntil = now() + cfg.drainMs;
@@ -326,7 +343,7 @@ async function runMessages(mode) {
   while (undelivered() && now() < drainUntil) await sleep(50);
   await sleep(500);
   const lateInflight = inflight;
-  closeAll(sockets);
+  closeAll(flood === null ? sockets : [...sockets, ...flood.sockets]);
   return {
     tag: cfg.tag,
     chatIds,
@@ -350,9 +367,75 @@ async function runMessages(mode) {
       lag,
     },
     inflightAtEnd: lateInflight,
+    floodStart,
+    flood: floodResult,
     foreignDeliveries: foreign,
     loadgen,
     counters,
+  };
+}
+
+// -- the flood: one user sends every event type as fast as the answers come back ---------------
+
+async function startFlood(chatIds) {
+  const f = cfg.flooder;
+  const opened = await openMany(
+    Array.from({ length: cfg.floodSockets }, () => f),
+    cfg.floodSockets,
+    now(),
+  );
+  const sockets = opened.map((o) => o.socket).filter((s) => s.connected);
+  const chatId = await new Promise((resolve, reject) =>
+    sockets[0]
+      .timeout(30000)
+      .emit("chat:create", { buyerId: f.id, sellerId: cfg.victim }, (err, res) =>
+        res?.success ? resolve(res.data.id) : reject(new Error(`flood chat:create: ${err}`)),
+      ),
+  );
+  let messageId = "00000000-0000-4000-8000-000000000000";
+  const events = [
+    ["chats:list", { limit: 100 }],
+    ["messages:history", { chatId, limit: 100 }],
+    ["messages:sync", {}],
+    ["users:online", { userIds: [cfg.victim] }],
+    ["chat:join", { chatId }],
+    ["chat:leave", { chatId }],
+    ["message:send", { chatId, text: cfg.text }],
+    ["message:read", () => ({ chatId, messageId })],
+    ["typing:start", { chatId }],
+    ["typing:stop", { chatId }],
+    ["chat:create", { buyerId: f.id, sellerId: cfg.victim }],
+    ["auth:refresh-token", { token: f.token }],
+    // Someone else's chat: FORBIDDEN, however many times.
+    ["messages:history", { chatId: chatIds[0], limit: 100 }],
+  ];
+  const answers = {};
+  let sent = 0;
+  let stop = false;
+  const lane = (socket, start) => {
+    let n = start;
+    const next = () => {
+      if (stop || !socket.connected) return;
+      const [event, payload] = events[n++ % events.length];
+      sent++;
+      socket.timeout(30000).emit(event, typeof payload === "function" ? payload() : payload, (e, res) => {
+        const key = e ? "NO_ACK" : res?.success ? "ok" : (res?.code ?? "BAD_ACK");
+        bump(answers, `${event} ${key}`);
+        if (event === "message:send" && res?.success) messageId = res.data.id;
+        next();
+      });
+    };
+    next();
+  };
+  sockets.forEach((socket, k) => {
+    for (let j = 0; j < cfg.floodLanes; j++) lane(socket, k * cfg.floodLanes + j);
+  });
+  return {
+    stop() {
+      stop = true;
+      return { sockets: sockets.length, sent, answers };
+    },
+    sockets,
   };
 }
 
@@ -418,6 +501,7 @@ async function runIdle() {
 const runners = {
   closed: () => runMessages("closed"),
   open: () => runMessages("open"),
+  flood: () => runMessages("flood"),
   connect: runConnect,
   idle: runIdle,
 };

@@ -144,8 +144,13 @@ def create_app(
         settings.server.cors_origins,
         stream_maxlen=settings.redis.fanout_stream_maxlen,
         buffer_max=settings.redis.fanout_buffer_max,
+        max_in_flight=settings.limits.max_events_in_flight,
+        max_queued=settings.limits.max_events_queued,
     )
     fanout = sio.manager if isinstance(sio.manager, StreamsManager) else None
+    sio.on_refused = lambda event: metrics.rate_limited.labels("events_in_flight").inc()
+    metrics.events_running.set_function(lambda: sio.events_running)
+    metrics.events_waiting.set_function(lambda: sio.events_waiting)
     redis = connect_redis(redis_url)
 
     @asynccontextmanager
@@ -161,9 +166,9 @@ def create_app(
         verifier = build_verifier(settings, redis, http, clock, metrics)
         service = ChatService(
             storage,
-            RedisPresence(redis, node_id),
+            RedisPresence(redis, node_id, settings.limits.max_sockets_per_user),
             RedisTypingState(redis),
-            RedisRateLimiter(redis),
+            RedisRateLimiter(redis, clock),
             SocketNotifier(sio, metrics),
             clock,
             settings.limits,

@@ -49,6 +49,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.events_running = Gauge(
+            "chat_events_running", "Client events being handled on this node", registry=r
+        )
+        self.events_waiting = Gauge(
+            "chat_events_waiting",
+            "Client events waiting for a free slot of their socket on this node",
+            registry=r,
+        )
         self.rate_limited = Counter(
             "chat_rate_limited_total", "Actions refused by a rate limit", ["action"], registry=r
         )

@@ -31,8 +31,8 @@ from marketplace_chat.models import (
     SyncQuery,
     iso,
 )
-from marketplace_chat.realtime.limits import RateLimiter
-from marketplace_chat.realtime.presence import Presence
+from marketplace_chat.realtime.limits import RateLimiter, event_budgets
+from marketplace_chat.realtime.presence import Arrival, Presence
 from marketplace_chat.realtime.typing_state import TYPING_TTL_S, TypingState
 from marketplace_chat.settings import LimitSettings
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage, Storage
@@ -96,6 +96,7 @@ class ChatService:
         self._notify = notifier
         self._clock = clock
         self._limits = limits
+        self._budgets = event_budgets(limits)
         self._node = node_id
         self._typing: dict[tuple[str, int], _Typing] = {}
         self._typing_tokens = itertools.count(1)
@@ -273,12 +274,15 @@ class ChatService:
 
     # -- presence ------------------------------------------------------------------------------
 
-    async def socket_connected(self, user_id: int, socket_id: str) -> bool:
-        """Register the socket; when it is the user's first anywhere, tell their partners later."""
-        first = await self.presence.connected(user_id, socket_id)
-        if first:
+    async def socket_connected(self, user_id: int, socket_id: str) -> Arrival:
+        """Register the socket; when it is the user's first anywhere, tell their partners later.
+
+        Past `MAX_SOCKETS_PER_USER` the arrival names the user's oldest sockets, on any node,
+        which the caller disconnects: the newest socket is the device the user is at now."""
+        arrival = await self.presence.connected(user_id, socket_id)
+        if arrival.first:
             self._spawn(lambda: self._announce(user_id, "user:online", {"userId": user_id}))
-        return first
+        return arrival
 
     async def socket_disconnected(self, user_id: int, socket_id: str) -> None:
         for (chat_id, typist), state in list(self._typing.items()):
@@ -305,6 +309,16 @@ class ChatService:
         return await self.presence.online(user_ids)
 
     # -- plumbing ------------------------------------------------------------------------------
+
+    async def admit_event(self, user_id: int, event: str) -> None:
+        """Draw one event from the user's budget for it, before any other work, so that a flood
+        costs one Redis call an event at most (none once refused); `RateLimited` past it."""
+        budget = self._budgets.get(event)
+        if budget is None:
+            return
+        wait_ms = await self._limiter.draw(budget, user_id)
+        if wait_ms:
+            raise RateLimited(f"Too many {event} requests; retry later", wait_ms, budget.name)
 
     async def _admit(self, action: str, user_id: int, limit: int, window_s: float) -> None:
         wait_ms = await self._limiter.admit(action, user_id, limit, window_s)

@@ -175,6 +175,19 @@ class LimitSettings(BaseSettings):
     rate_limit_chats: int = Field(default=10, ge=0)
     rate_limit_chats_window_s: PositiveFloat = 60.0
     typing_throttle_s: float = Field(default=2.0, ge=0)
+    # Budgets of the other events, per user on all nodes: a burst of N, refilled at N per window.
+    rate_limit_reads: int = Field(default=200, ge=0)
+    rate_limit_reads_window_s: PositiveFloat = 10.0
+    rate_limit_receipts: int = Field(default=60, ge=0)
+    rate_limit_receipts_window_s: PositiveFloat = 10.0
+    rate_limit_typing: int = Field(default=60, ge=0)
+    rate_limit_typing_window_s: PositiveFloat = 10.0
+    rate_limit_refresh: int = Field(default=10, ge=0)
+    rate_limit_refresh_window_s: PositiveFloat = 60.0
+    # Per socket: events handled at once, and events waiting behind them; past both, refused.
+    max_events_in_flight: int = Field(default=4, ge=0)
+    max_events_queued: int = Field(default=256, ge=0)
+    max_sockets_per_user: int = Field(default=50, ge=0)
 
 
 class SettingsError(Exception):

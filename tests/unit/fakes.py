@@ -11,6 +11,8 @@ from typing import Any
 
 from marketplace_chat.errors import NotFound
 from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
+from marketplace_chat.realtime.limits import Budget
+from marketplace_chat.realtime.presence import Arrival
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
 
 
@@ -167,19 +169,29 @@ class MemoryStorage:
 class MemoryPresence:
     """Sockets per user; first and last are decided exactly as the Redis scripts decide them."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_sockets_per_user: int = 0) -> None:
         self.sockets: dict[int, set[str]] = {}
+        self._keep = max_sockets_per_user
+        self._order: dict[int, list[str]] = {}
 
-    async def connected(self, user_id: int, socket_id: str) -> bool:
+    async def connected(self, user_id: int, socket_id: str) -> Arrival:
         held = self.sockets.setdefault(user_id, set())
         held.add(socket_id)
-        return len(held) == 1
+        if not self._keep:
+            return Arrival(len(held) == 1)
+        order = self._order.setdefault(user_id, [])
+        order.append(socket_id)
+        over = max(0, len(order) - self._keep)
+        evicted, order[:] = tuple(order[:over]), order[over:]
+        return Arrival(len(held) == 1, evicted)
 
     async def disconnected(self, user_id: int, socket_id: str) -> bool:
         held = self.sockets.get(user_id, set())
         if socket_id not in held:
             return False
         held.discard(socket_id)
+        if socket_id in self._order.get(user_id, []):
+            self._order[user_id].remove(socket_id)
         if not held:
             del self.sockets[user_id]
             return True
@@ -247,6 +259,9 @@ class CountingLimiter:
             return self.WAIT_MS
         self.admitted[(action, user_id)] = count + 1
         return 0
+
+    async def draw(self, budget: Budget, user_id: int) -> int:
+        return await self.admit(budget.name, user_id, budget.size, budget.window_s)
 
 
 @dataclass(frozen=True)

@@ -399,6 +399,51 @@ async def test_sending_without_typing_emits_no_typing_stop(world: World) -> None
     assert world.notifier.events("typing:stop") == []
 
 
+# -- event budgets -----------------------------------------------------------------------------
+
+
+async def test_reads_past_their_shared_budget_are_refused_with_the_wait() -> None:
+    w = build(rate_limit_reads=3)
+    user = new_user_id()
+    for event in ("chats:list", "messages:history", "users:online"):
+        await w.service.admit_event(user, event)
+    with pytest.raises(RateLimited) as caught:
+        await w.service.admit_event(user, "messages:sync")
+    assert caught.value.retry_after_ms == CountingLimiter.WAIT_MS
+    assert caught.value.action == "reads"
+    assert caught.value.to_ack()["code"] == "RATE_LIMITED"
+    await w.service.admit_event(new_user_id(), "messages:sync")
+    await w.service.drain()
+
+
+async def test_each_event_kind_has_its_own_budget() -> None:
+    w = build(rate_limit_reads=1, rate_limit_typing=1, rate_limit_receipts=1, rate_limit_refresh=1)
+    user = new_user_id()
+    for event in ("chats:list", "typing:start", "message:read", "auth:refresh-token"):
+        await w.service.admit_event(user, event)
+    for event in ("chat:join", "typing:stop", "message:read", "auth:refresh-token"):
+        with pytest.raises(RateLimited):
+            await w.service.admit_event(user, event)
+    await w.service.drain()
+
+
+async def test_sends_and_creates_are_left_to_their_own_limits(world: World) -> None:
+    user = new_user_id()
+    for _ in range(50):
+        await world.service.admit_event(user, "message:send")
+        await world.service.admit_event(user, "chat:create")
+    assert world.limiter.admitted == {}
+
+
+async def test_a_budget_of_zero_is_no_limit() -> None:
+    w = build(rate_limit_reads=0)
+    user = new_user_id()
+    for _ in range(500):
+        await w.service.admit_event(user, "messages:history")
+    assert w.limiter.admitted == {}
+    await w.service.drain()
+
+
 # -- history, sync, read -----------------------------------------------------------------------
 
 
@@ -518,7 +563,7 @@ async def test_closing_the_typing_socket_stops_typing(world: World) -> None:
 
 async def test_first_socket_announces_online_to_partners(world: World) -> None:
     _, buyer, seller = await open_chat(world)
-    assert await world.service.socket_connected(buyer, "sid-1")
+    assert (await world.service.socket_connected(buyer, "sid-1")).first
     await world.service.drain()
     assert world.notifier.sent == [Sent("users", (seller,), "user:online", {"userId": buyer})]
 
@@ -528,9 +573,20 @@ async def test_second_socket_of_the_same_user_does_not_announce_online(world: Wo
     await world.service.socket_connected(buyer, "sid-1")
     await world.service.drain()
     world.notifier.clear()
-    assert not await world.service.socket_connected(buyer, "sid-2")
+    assert not (await world.service.socket_connected(buyer, "sid-2")).first
     await world.service.drain()
     assert world.notifier.sent == []
+
+
+async def test_past_the_socket_limit_the_arrival_names_the_oldest_sockets() -> None:
+    w = build()
+    w.service.presence = MemoryPresence(max_sockets_per_user=2)
+    user = new_user_id()
+    assert (await w.service.socket_connected(user, "sid-1")).evicted == ()
+    assert (await w.service.socket_connected(user, "sid-2")).evicted == ()
+    assert (await w.service.socket_connected(user, "sid-3")).evicted == ("sid-1",)
+    assert (await w.service.socket_connected(new_user_id(), "sid-4")).evicted == ()
+    await w.service.drain()
 
 
 async def test_only_the_last_socket_going_announces_offline(world: World) -> None:

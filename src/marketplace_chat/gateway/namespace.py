@@ -110,7 +110,9 @@ class ChatNamespace:
         await self._sio.enter_room(sid, user_room(identity.user_id), namespace=NAMESPACE)
         session.rooms.add(user_room(identity.user_id))
         try:
-            await self._service.socket_connected(identity.user_id, sid)
+            arrival = await self._service.socket_connected(identity.user_id, sid)
+            for oldest in arrival.evicted:
+                self._later(self._sio.disconnect(oldest, namespace=NAMESPACE))
         except ChatError as exc:
             # Presence is re-asserted by the periodic refresh once Redis answers again.
             self._metrics.backend_errors.labels("redis").inc()
@@ -178,6 +180,7 @@ class ChatNamespace:
             data = args[0] if args else None
             try:
                 session = self._session(sid)
+                await self._service.admit_event(session.user_id, event)
                 if handler is None:
                     body = await self._refresh_token(session, data)
                 else:

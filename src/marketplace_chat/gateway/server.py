@@ -1,15 +1,23 @@
-"""The Socket.IO server the gateway runs on."""
+"""The Socket.IO server the gateway runs on.
+
+python-socketio's server with two changes at the packet level, both through methods its 5.x
+releases have (listed and checked at start in `seams.py`): a packet the codec refuses is answered
+like bad input instead of being dropped, and each socket's events run in a bounded lane
+(`lanes.py`) instead of a task per packet.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
 import socketio
 
-from marketplace_chat.errors import ValidationFailed
+from marketplace_chat.errors import ChatError, RateLimited, ValidationFailed
 from marketplace_chat.gateway.codec import ChatPacket, Codec, RefusedPacketError
+from marketplace_chat.gateway.lanes import Lanes
 from marketplace_chat.gateway.streams import StreamsManager
 from marketplace_chat.gateway.transport import MAX_PAYLOAD_BYTES, LeanEngineIOServer
 
@@ -21,8 +29,34 @@ KEYED_EVENTS = frozenset({"message:new"})
 # Whether the client asked for an ack: a failed event without one is answered by `exception`.
 ACK_REQUESTED: ContextVar[bool] = ContextVar("ack_requested", default=True)
 
+IN_FLIGHT_RETRY_MS = 100  # what a refused event is told: about one round of earlier acks
+
 
 class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server that answers refused packets and bounds each socket's events.
+
+    The stock server starts a task for every event packet, so one socket firing thousands of
+    events without waiting made thousands of tasks. Here a socket runs at most `max_in_flight`
+    events at once; further ones wait as packets, in arrival order; past `max_queued` waiting
+    ones an event is answered `RATE_LIMITED` at once without starting anything. 0 turns a bound
+    off.
+    """
+
+    def __init__(
+        self, *args: Any, max_in_flight: int = 0, max_queued: int = 0, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.on_refused: Callable[[str], None] = lambda event: None
+        self._lanes = Lanes(max_in_flight, max_queued)
+
+    @property
+    def events_running(self) -> int:
+        return self._lanes.running
+
+    @property
+    def events_waiting(self) -> int:
+        return self._lanes.waiting
+
     def _engineio_server_class(self) -> type[LeanEngineIOServer]:
         return LeanEngineIOServer
 
@@ -32,46 +66,75 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
         try:
             await super()._handle_eio_message(eio_sid, data)
         except RefusedPacketError as refused:
-            await self._answer_refused(eio_sid, refused)
+            await self._answer(
+                eio_sid,
+                refused.namespace,
+                refused.ack_id,
+                refused.event,
+                ValidationFailed(refused.reason),
+            )
 
-    async def _answer_refused(self, eio_sid: str, refused: RefusedPacketError) -> None:
-        namespace = refused.namespace
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if not self.manager.is_connected(sid, namespace):
+            return
+
+        def is_connected() -> bool:
+            return bool(self.manager.is_connected(sid, namespace))
+
+        admitted = self._lanes.admit(
+            sid,
+            lambda: self._handle_event_internal(self, sid, eio_sid, data, namespace, id),
+            is_connected,
+        )
+        if not admitted:
+            event = str(data[0]) if isinstance(data, list) and data else ""
+            self.on_refused(event)
+            refusal = RateLimited(
+                "Too many events in flight on this socket; wait for their acks",
+                IN_FLIGHT_RETRY_MS,
+                "events_in_flight",
+            )
+            await self._answer(eio_sid, namespace, id, event, refusal)
+
+    async def _answer(
+        self, eio_sid: str, namespace: str | None, ack_id: Any, event: str, error: ChatError
+    ) -> None:
+        """An error answered straight to the socket, off the fan-out: its ack, else `exception`."""
+        namespace = namespace or "/"
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
         if sid is None or not self.manager.is_connected(sid, namespace):
             return
-        error = ValidationFailed(refused.reason)
-        self.logger.info("refused event packet from %s: %s", sid, refused.reason)
-        if refused.ack_id is None:
-            await self.emit(
-                "exception", error.to_exception_event(refused.event), to=sid, namespace=namespace
+        if ack_id is not None:
+            reply = self.packet_class(
+                socketio.packet.ACK, namespace=namespace, id=ack_id, data=[error.to_ack()]
             )
-            return
-        ack = self.packet_class(
-            socketio.packet.ACK, namespace=namespace, data=[error.to_ack()], id=refused.ack_id
-        )
-        await self._send_packet(eio_sid, ack)
+        else:
+            reply = self.packet_class(
+                socketio.packet.EVENT,
+                namespace=namespace,
+                data=["exception", error.to_exception_event(event)],
+            )
+        await self._send_packet(eio_sid, reply)
 
     async def _handle_event_internal(
         self, server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any
     ) -> None:
-        # python-socketio runs each event in its own task, so the flag stays with this event.
+        # Each event runs in its own task, so the flag stays with this event.
         ACK_REQUESTED.set(id is not None)
         await super()._handle_event_internal(server, sid, eio_sid, data, namespace, id)
-
-
-# The private names of python-socketio 5.x that ChatSocketServer overrides or calls: a release
-# without them fails here, at start, rather than leaving bad packets unanswered again.
-_PRIVATE_NAMES = ("_handle_eio_message", "_handle_event_internal", "_send_packet")
-if _missing := [n for n in _PRIVATE_NAMES if not hasattr(socketio.AsyncServer, n)]:
-    raise RuntimeError(f"python-socketio lacks {_missing}; gateway/server.py was written for 5.x")
 
 
 def create_server(
     redis_url: str | None,
     channel: str,
     cors_origins: str,
+    *,
     stream_maxlen: int = 200_000,
     buffer_max: int = 50_000,
+    max_in_flight: int = 0,
+    max_queued: int = 0,
 ) -> ChatSocketServer:
     """The server, with its fan-out between nodes on a Redis stream when Redis is given."""
     manager = (
@@ -100,4 +163,6 @@ def create_server(
         logger=logging.getLogger("socketio.server"),
         engineio_logger=logging.getLogger("engineio.server"),
         max_http_buffer_size=MAX_PAYLOAD_BYTES,
+        max_in_flight=max_in_flight,
+        max_queued=max_queued,
     )

@@ -5,6 +5,8 @@ Keys (the first two are the seed's, read by other services):
                         socket of the user is connected; deleted when the user goes offline.
 - `online:users`        set of the ids of online users.
 - `user:{id}:sockets`   hash socket id → node id: every live socket of the user on any node.
+- `user:{id}:socket_order`  sorted set socket id → connect time (µs), kept while a limit of
+                        sockets per user is set, to find the user's oldest socket.
 - `node:{id}:sockets`   hash socket id → user id: the sockets a node holds, so that a surviving
                         node can clean up after one that died.
 - `node:{id}:alive`     a node's heartbeat; its expiry marks the node dead.
@@ -17,6 +19,7 @@ however many nodes race.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis.asyncio as aioredis
@@ -28,27 +31,44 @@ ONLINE_TTL_S = 300  # seed: user:{id}:online lives 5 minutes unless refreshed
 NODE_HEARTBEAT_TTL_S = 20  # a node silent this long is dead; reaped within 30 s of dying
 
 # Registers a batch of sockets of this node. KEYS: online:users, this node's sockets, nodes, then
-# each socket's user:{id}:sockets and user:{id}:online. ARGV: node id, TTL, then each socket's id
-# and user id. Returns each user's socket count after their socket was added (1: first).
+# each socket's user:{id}:sockets, user:{id}:online and user:{id}:socket_order. ARGV: node id,
+# TTL, the most sockets a user keeps (0: no limit), then each socket's id and user id. Returns,
+# a socket each, its user's socket count after it was added (1: first), then the ids of the
+# user's oldest sockets that are now over the limit (taken out of the order, to be disconnected).
 CONNECT = """
-local node, ttl = ARGV[1], ARGV[2]
+local node, ttl, keep = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 redis.call('SADD', KEYS[3], node)
-local counts = {}
-for i = 1, (#ARGV - 2) / 2 do
-  local sid, uid = ARGV[1 + 2 * i], ARGV[2 + 2 * i]
-  local sockets, online = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+local results = {}
+for i = 1, (#ARGV - 3) / 2 do
+  local sid, uid = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local sockets, online, order = KEYS[1 + 3 * i], KEYS[2 + 3 * i], KEYS[3 + 3 * i]
   redis.call('HSET', sockets, sid, node)
   redis.call('EXPIRE', sockets, ttl)
   redis.call('SET', online, sid, 'EX', ttl)
   redis.call('SADD', KEYS[1], uid)
   redis.call('HSET', KEYS[2], sid, uid)
-  counts[i] = redis.call('HLEN', sockets)
+  local result = {redis.call('HLEN', sockets)}
+  if keep > 0 then
+    redis.call('ZADD', order, now + i, sid)
+    redis.call('EXPIRE', order, ttl)
+    local over = redis.call('ZCARD', order) - keep
+    if over > 0 then
+      for _, old in ipairs(redis.call('ZRANGE', order, 0, over - 1)) do
+        result[#result + 1] = old
+      end
+      redis.call('ZREMRANGEBYRANK', order, 0, over - 1)
+    end
+  end
+  results[i] = result
 end
-return counts
+return results
 """
 
 # Forgets a batch of sockets of one node. KEYS: online:users, the node's sockets, then each
-# socket's user:{id}:sockets and user:{id}:online. ARGV: TTL, then each socket's id and user id.
+# socket's user:{id}:sockets, user:{id}:online and user:{id}:socket_order. ARGV: TTL, then each
+# socket's id and user id.
 # Returns, a socket each: -1 when it was already gone, 0 when it was its user's last, else the
 # count left. A user whose socket hash lapsed (no node refreshed it for ONLINE_TTL_S, e.g. every
 # node was down) but who is still in `online:users` has no socket left: they go offline too.
@@ -57,18 +77,19 @@ local ttl = ARGV[1]
 local results = {}
 for i = 1, (#ARGV - 1) / 2 do
   local sid, uid = ARGV[2 * i], ARGV[2 * i + 1]
-  local sockets, online = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
+  local sockets, online, order = KEYS[3 * i], KEYS[1 + 3 * i], KEYS[2 + 3 * i]
   redis.call('HDEL', KEYS[2], sid)
+  redis.call('ZREM', order, sid)
   local result = -1
   if redis.call('HDEL', sockets, sid) == 0 then
     if redis.call('EXISTS', sockets) == 0 and redis.call('SREM', KEYS[1], uid) == 1 then
-      redis.call('DEL', online)
+      redis.call('DEL', online, order)
       result = 0
     end
   else
     local left = redis.call('HKEYS', sockets)
     if #left == 0 then
-      redis.call('DEL', online)
+      redis.call('DEL', online, order)
       redis.call('SREM', KEYS[1], uid)
       result = 0
     else
@@ -95,6 +116,10 @@ def sockets_key(user_id: int) -> str:
     return f"user:{user_id}:sockets"
 
 
+def socket_order_key(user_id: int) -> str:
+    return f"user:{user_id}:socket_order"
+
+
 def node_sockets_key(node_id: str) -> str:
     return f"node:{node_id}:sockets"
 
@@ -107,11 +132,21 @@ ONLINE_SET = "online:users"
 NODES_SET = "nodes"
 
 
+@dataclass(frozen=True, slots=True)
+class Arrival:
+    """A registered socket: whether it is the user's first anywhere, and the user's oldest
+    sockets (on any node) that it pushed over the limit, which are to be disconnected."""
+
+    first: bool
+    evicted: tuple[str, ...] = ()
+
+
 class Presence(Protocol):
     """Presence shared by all nodes; every method is atomic in Redis."""
 
-    async def connected(self, user_id: int, socket_id: str) -> bool:
-        """Register a socket; True when it is the user's first anywhere (they came online)."""
+    async def connected(self, user_id: int, socket_id: str) -> Arrival:
+        """Register a socket: first when it is the user's first anywhere (they came online), and
+        past the limit of sockets per user the oldest ones to disconnect."""
         ...
 
     async def disconnected(self, user_id: int, socket_id: str) -> bool:
@@ -141,29 +176,35 @@ class Presence(Protocol):
 
 
 class RedisPresence:
-    def __init__(self, redis: aioredis.Redis, node_id: str) -> None:
+    def __init__(self, redis: aioredis.Redis, node_id: str, max_sockets_per_user: int = 0) -> None:
         self._redis = redis
         self._node = node_id
+        self._keep = max_sockets_per_user
         self._connect: Any = redis.register_script(CONNECT)
         self._disconnect: Any = redis.register_script(DISCONNECT)
         # A burst of connects (a node restart, a deploy) registers its sockets in a few scripts.
-        self._arrivals: Coalescer[tuple[int, str], bool] = Coalescer(self._register, SCRIPT_BATCH)
+        self._arrivals: Coalescer[tuple[int, str], Arrival] = Coalescer(
+            self._register, SCRIPT_BATCH
+        )
         self._departures: Coalescer[tuple[int, str], bool] = Coalescer(
             self._forget_here, SCRIPT_BATCH
         )
 
-    async def connected(self, user_id: int, socket_id: str) -> bool:
+    async def connected(self, user_id: int, socket_id: str) -> Arrival:
         return await self._arrivals.submit((user_id, socket_id))
 
-    async def _register(self, arrivals: list[tuple[int, str]]) -> list[bool]:
+    async def _register(self, arrivals: list[tuple[int, str]]) -> list[Arrival]:
         keys = [ONLINE_SET, node_sockets_key(self._node), NODES_SET]
-        args: list[str | int] = [self._node, ONLINE_TTL_S]
+        args: list[str | int] = [self._node, ONLINE_TTL_S, self._keep]
         for user_id, socket_id in arrivals:
-            keys += [sockets_key(user_id), online_key(user_id)]
+            keys += [sockets_key(user_id), online_key(user_id), socket_order_key(user_id)]
             args += [socket_id, user_id]
         with redis_errors():
-            counts = await self._connect(keys=keys, args=args)
-        return [int(count) == 1 for count in counts]
+            results = await self._connect(keys=keys, args=args)
+        return [
+            Arrival(int(count) == 1, tuple(_text(sid) for sid in evicted))
+            for count, *evicted in results
+        ]
 
     async def disconnected(self, user_id: int, socket_id: str) -> bool:
         return await self._departures.submit((user_id, socket_id))
@@ -178,7 +219,7 @@ class RedisPresence:
             keys = [ONLINE_SET, node_sockets_key(node_id)]
             args: list[str | int] = [ONLINE_TTL_S]
             for user_id, socket_id in sockets[start : start + SCRIPT_BATCH]:
-                keys += [sockets_key(user_id), online_key(user_id)]
+                keys += [sockets_key(user_id), online_key(user_id), socket_order_key(user_id)]
                 args += [socket_id, user_id]
             with redis_errors():
                 left = await self._disconnect(keys=keys, args=args)
@@ -214,8 +255,13 @@ class RedisPresence:
                     latest[user_id] = socket_id
                     pipe.hset(sockets_key(user_id), socket_id, self._node)
                     pipe.hset(node_sockets_key(self._node), socket_id, user_id)
+                    if self._keep:
+                        # A socket put back after a Redis restart counts as the oldest.
+                        pipe.zadd(socket_order_key(user_id), {socket_id: 0}, nx=True)
                 for user_id, socket_id in latest.items():
                     pipe.expire(sockets_key(user_id), ONLINE_TTL_S)
+                    if self._keep:
+                        pipe.expire(socket_order_key(user_id), ONLINE_TTL_S)
                     # Re-asserts presence after a Redis restart too; keeps the current holder.
                     pipe.set(online_key(user_id), socket_id, ex=ONLINE_TTL_S, nx=True)
                     pipe.expire(online_key(user_id), ONLINE_TTL_S)
@@ -247,3 +293,7 @@ class RedisPresence:
             await self._redis.delete(node_sockets_key(self._node), node_alive_key(self._node))
             await self._redis.srem(NODES_SET, self._node)
         return offline
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
+from typing import cast
 
 import pytest
 import pytest_asyncio
@@ -13,10 +14,12 @@ from marketplace_chat.realtime.presence import (
     NODES_SET,
     ONLINE_SET,
     ONLINE_TTL_S,
+    Arrival,
     RedisPresence,
     node_alive_key,
     node_sockets_key,
     online_key,
+    socket_order_key,
     sockets_key,
 )
 
@@ -40,9 +43,9 @@ async def nodes(redis: aioredis.Redis) -> AsyncIterator[NodeFactory]:
     """Presence as seen from fresh nodes; whatever they registered is forgotten afterwards."""
     made: list[str] = []
 
-    def node(name: str | None = None) -> RedisPresence:
+    def node(name: str | None = None, max_sockets_per_user: int = 0) -> RedisPresence:
         made.append(name or node_name())
-        return RedisPresence(redis, made[-1])
+        return RedisPresence(redis, made[-1], max_sockets_per_user)
 
     yield node
     for name in made:
@@ -64,7 +67,7 @@ async def test_first_socket_anywhere_brings_the_user_online(
 ) -> None:
     a = nodes()
     user, s1 = new_user_id(), sid()
-    assert await a.connected(user, s1)
+    assert (await a.connected(user, s1)).first
     assert await online_holder(redis, user) == s1
     assert 0 < await redis.ttl(online_key(user)) <= ONLINE_TTL_S
     assert await in_online_set(redis, user)
@@ -76,8 +79,8 @@ async def test_sockets_on_two_nodes_make_one_online_and_one_offline(
 ) -> None:
     a, b = nodes(), nodes()
     user, s1, s2 = new_user_id(), sid(), sid()
-    assert await a.connected(user, s1)
-    assert not await b.connected(user, s2)
+    assert (await a.connected(user, s1)).first
+    assert not (await b.connected(user, s2)).first
     assert await online_holder(redis, user) == s2
     assert not await a.disconnected(user, s1)
     assert await in_online_set(redis, user)
@@ -119,8 +122,8 @@ async def test_racing_connects_and_disconnects_decide_first_and_last_once(
     a, b = nodes(), nodes()
     user = new_user_id()
     sockets = [(a if n % 2 else b, sid()) for n in range(20)]
-    firsts = await asyncio.gather(*(node.connected(user, s) for node, s in sockets))
-    assert firsts.count(True) == 1
+    arrivals = await asyncio.gather(*(node.connected(user, s) for node, s in sockets))
+    assert [a.first for a in arrivals].count(True) == 1
     lasts = await asyncio.gather(*(node.disconnected(user, s) for node, s in sockets))
     assert lasts.count(True) == 1
     assert await a.online([user]) == []
@@ -248,7 +251,7 @@ async def test_bursts_of_connects_and_disconnects_decide_each_first_and_last_onc
     a = nodes()
     users = [new_user_id() for _ in range(60)]
     sockets = [(user, sid()) for user in users for _ in range(3)]  # three sockets each
-    firsts = await asyncio.gather(*(a.connected(user, s) for user, s in sockets))
+    firsts = [x.first for x in await asyncio.gather(*(a.connected(user, s) for user, s in sockets))]
     assert sum(firsts) == len(users)
     assert {user for (user, _), first in zip(sockets, firsts, strict=True) if first} == set(users)
     registered = await redis.hgetall(node_sockets_key(a._node))
@@ -268,3 +271,55 @@ async def test_bursts_of_connects_and_disconnects_decide_each_first_and_last_onc
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+async def test_past_the_limit_the_oldest_socket_on_any_node_is_named_for_disconnect(
+    redis: aioredis.Redis, nodes: NodeFactory
+) -> None:
+    a, b = nodes(max_sockets_per_user=3), nodes(max_sockets_per_user=3)
+    user = new_user_id()
+    first, *rest = [sid() for _ in range(3)]
+    assert (await a.connected(user, first)).evicted == ()
+    for s in rest:
+        assert (await b.connected(user, s)).evicted == ()
+    newest = sid()
+    assert await b.connected(user, newest) == Arrival(first=False, evicted=(first,))
+    order = await redis.zrange(socket_order_key(user), 0, -1)
+    assert [_text(cast(bytes, s)) for s in order] == [*rest, newest]
+    # The evicted socket's own node forgets it when it disconnects; it is not named again.
+    assert not await a.disconnected(user, first)
+    assert (await a.connected(user, sid())).evicted == (rest[0],)
+
+
+async def test_a_burst_of_connects_of_one_user_keeps_the_newest(
+    redis: aioredis.Redis, nodes: NodeFactory
+) -> None:
+    a = nodes(max_sockets_per_user=2)
+    user = new_user_id()
+    sockets = [sid() for _ in range(6)]
+    arrivals = await asyncio.gather(*(a.connected(user, s) for s in sockets))
+    evicted = [s for arrival in arrivals for s in arrival.evicted]
+    assert sorted(evicted) == sorted(sockets[:4])
+    assert await redis.zcard(socket_order_key(user)) == 2
+
+
+async def test_the_order_goes_with_the_users_last_socket(
+    redis: aioredis.Redis, nodes: NodeFactory
+) -> None:
+    a = nodes(max_sockets_per_user=5)
+    user, s1, s2 = new_user_id(), sid(), sid()
+    await a.connected(user, s1)
+    await a.connected(user, s2)
+    assert 0 < await redis.ttl(socket_order_key(user)) <= ONLINE_TTL_S
+    await a.disconnected(user, s1)
+    assert await redis.zcard(socket_order_key(user)) == 1
+    await a.disconnected(user, s2)
+    assert await redis.exists(socket_order_key(user)) == 0
+
+
+async def test_without_a_limit_no_order_is_kept(redis: aioredis.Redis, nodes: NodeFactory) -> None:
+    a = nodes()
+    user = new_user_id()
+    arrivals = [await a.connected(user, sid()) for _ in range(60)]
+    assert all(arrival.evicted == () for arrival in arrivals)
+    assert await redis.exists(socket_order_key(user)) == 0
