@@ -20,6 +20,7 @@ from .conftest import Connect, ServerFactory
 from .convo import pair
 from .helpers import failed, ok
 from .jsclient import Bridge, JsClient
+from .resthelp import rest, rest_failed
 from .server import ChatServer
 from .tokens import Tokens, new_user_id
 
@@ -209,3 +210,21 @@ async def test_past_the_limit_the_oldest_socket_goes_on_whichever_node_holds_it(
     assert newest.connected
     other = await bridge.connect(a.url, token=tokens.mint(new_user_id()))
     assert user in set(ok(await other.emit_ack("users:online", {"userIds": [user]}))["userIds"])
+
+
+async def test_rest_reads_draw_on_the_same_read_budget_as_the_socket(
+    connect: Connect, chat_server: ChatServer, tokens: Tokens
+) -> None:
+    p = await pair(connect)
+    async with rest(chat_server, tokens.mint(p.buyer_id)) as http:
+        statuses = [
+            (await http.get(f"/api/chats/{p.chat_id}/messages")).status_code
+            for _ in range(READS + 5)
+        ]
+        assert statuses.count(200) >= READS, statuses
+        refused = await http.get("/api/chats")
+    assert 429 in statuses
+    rest_failed(refused, "RATE_LIMITED")
+    assert refused.json()["retryAfterMs"] > 0
+    # The socket shares the user's budget, spent over REST.
+    failed(await p.buyer.emit_ack("chats:list", {}), "RATE_LIMITED")

@@ -45,7 +45,7 @@ Limit = Annotated[
 ]
 MessageId = Annotated[str | None, Query(description="a message id (UUID)")]
 
-READ_ERRORS = schemas.error_responses(401, 403, 404, 422, 500, 503)
+READ_ERRORS = schemas.error_responses(401, 403, 404, 422, 429, 500, 503)
 WRITE_ERRORS = schemas.error_responses(401, 403, 404, 413, 422, 429, 500, 503)
 
 
@@ -71,6 +71,7 @@ def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
         before: Annotated[str | None, Query(description="nextCursor of the previous page")] = None,
     ) -> dict[str, Any]:
         """The caller's chats, most recent activity first (`limit` default 30)."""
+        await service.admit_event(user, "chats:list")
         page = await service.list_chats(
             user, parse(ChatsQuery, query_args(request, ints=["limit"]))
         )
@@ -100,6 +101,7 @@ def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
     )
     async def get_chat(user: User, chat_id: ChatIdPath) -> dict[str, Any]:
         """One of the caller's chats."""
+        await service.admit_event(user, "chat:join")
         ref = parse(ChatRef, {"chatId": chat_id})
         return (await service.get_chat(user, ref.chat_id)).to_wire()
 
@@ -118,6 +120,7 @@ def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
     ) -> dict[str, Any]:
         """A page of messages in chronological order (`limit` default 50): the newest before
         `before` (or overall), or the oldest after `after`."""
+        await service.admit_event(user, "messages:history")
         args = query_args(request, ints=["limit"], path=["chatId"])
         page = await service.history(user, parse(HistoryQuery, {**args, "chatId": chat_id}))
         return {"messages": [m.to_wire() for m in page.messages], "hasMore": page.has_more}
@@ -148,6 +151,7 @@ def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
     )
     async def read(user: User, request: Request, chat_id: ChatIdPath) -> dict[str, Any]:
         """Move the caller's read pointer forward to a message."""
+        await service.admit_event(user, "message:read")
         p = parse(MessageRead, {**_without_chat_id(await json_object(request)), "chatId": chat_id})
         return (await service.read(user, p)).to_wire(with_user=False)
 
