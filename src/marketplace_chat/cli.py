@@ -16,6 +16,7 @@ from pathlib import Path
 import jwt
 import structlog
 
+from marketplace_chat import seams
 from marketplace_chat.embedded import EmbeddedServers
 from marketplace_chat.logs import configure_logging
 from marketplace_chat.preflight import Finding, masked, probe
@@ -81,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return migrate(settings)
         settings.verifier_kind()
+        if (problem := seams.verify()) is not None:
+            print(f"marketplace-chat: cannot start: {problem}", file=sys.stderr)
+            return 2
+        if differing := seams.other_versions():
+            log.warning("library_versions_differ", installed=differing)
         return serve(settings)
     except SettingsError as exc:
         for problem in exc.problems or (str(exc),):
