@@ -78,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "check":
             return check(settings)
-        configure_logging(settings.server.log_level, settings.server.log_format)
+        configure_logging(settings.server.log_level, settings.log_format)
         if args.command == "migrate":
             return migrate(settings)
         settings.verifier_kind()

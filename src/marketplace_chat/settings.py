@@ -62,7 +62,8 @@ class ServerSettings(BaseSettings):
     data_dir: Path = Path(".data")
     migrate_on_start: bool = True
     log_level: str = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    # Unset: the console layout in development mode, JSON lines (one object per line) otherwise.
+    log_format: Literal["json", "console"] | None = None
     ws_compression: bool = False
     shutdown_timeout_s: PositiveFloat = 8.0
     cors_origins: str = "*"
@@ -245,6 +246,12 @@ class Settings(BaseModel):
     @property
     def development(self) -> bool:
         return self.server.chat_env is Environment.DEVELOPMENT
+
+    @property
+    def log_format(self) -> Literal["json", "console"]:
+        if self.server.log_format is not None:
+            return self.server.log_format
+        return "console" if self.development else "json"
 
     def verifier_kind(self) -> VerifierKind:
         """Which verifier runs: explicit `AUTH_VERIFIER`, else a local key, else marketplace-api.

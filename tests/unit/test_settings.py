@@ -247,3 +247,13 @@ def test_development_mode_listens_on_loopback_unless_host_says_otherwise(
     monkeypatch.setenv("HOST", "0.0.0.0")
     assert load().server.listen_host == "0.0.0.0"
     assert Settings.load(env_file=None, host="10.0.0.5").server.listen_host == "10.0.0.5"
+
+
+def test_logs_are_console_in_development_and_json_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load().log_format == "json"
+    monkeypatch.setenv("CHAT_ENV", "development")
+    assert load().log_format == "console"
+    monkeypatch.setenv("LOG_FORMAT", "json")
+    assert load().log_format == "json"
