@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
+import structlog.testing
 
 from marketplace_chat.auth.base import LATEST_NUMERIC_DATE, claim_time, verify_guarded
 from marketplace_chat.auth.cache import cache_key
@@ -226,18 +228,26 @@ class _Broken:
 async def test_guard_turns_a_verifier_bug_into_an_auth_error_by_its_origin(
     exc: Exception, code: str
 ) -> None:
-    with pytest.raises(AuthError) as caught:
-        await verify_guarded(_Broken(exc), GOOD)
+    with structlog.testing.capture_logs() as logs, pytest.raises(AuthError) as caught:
+        await verify_guarded(_Broken(exc), GOOD, sid="s1")
     assert caught.value.code.value == code
     assert GOOD not in caught.value.message
     assert caught.value.__cause__ is None
+    (record,) = logs
+    assert record["event"] == "verifier_failed"
+    assert record["log_level"] == "error"
+    assert (record["sid"], record["error_type"]) == ("s1", type(exc).__name__)
+    assert "in verify" in record["where"]
+    assert "exc_info" not in record
+    assert GOOD not in repr(record)
 
 
 async def test_guard_passes_an_auth_error_through_unchanged() -> None:
     refusal = AuthError("Token expired", ErrorCode.TOKEN_EXPIRED)
-    with pytest.raises(AuthError) as caught:
+    with structlog.testing.capture_logs() as logs, pytest.raises(AuthError) as caught:
         await verify_guarded(_Broken(refusal), GOOD)
     assert caught.value is refusal
+    assert logs == []  # a refusal is the verifier's answer, not a failure
 
 
 def test_json_literals_of_the_table_are_what_they_claim() -> None:
