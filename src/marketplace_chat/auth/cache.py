@@ -7,22 +7,29 @@ and a Redis failure only means the verifier is asked again.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 from collections.abc import Callable
 
 import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from marketplace_chat.auth.base import Identity, Verifier, expiry, refuse_if_expired, require
+from marketplace_chat.auth.base import (
+    Identity,
+    Verifier,
+    expiry,
+    refuse_if_expired,
+    require,
+    token_digest,
+)
 from marketplace_chat.batching import Coalescer
 from marketplace_chat.clock import Clock
+from marketplace_chat.errors import AuthError
 
 AUTH_CACHE_TTL_S = 600  # seed: verified results are cached 10 minutes
 
 
 def cache_key(token: str) -> str:
-    return "auth:token:" + hashlib.sha256(token.encode()).hexdigest()
+    return "auth:token:" + token_digest(token)
 
 
 class CachingVerifier:
@@ -40,7 +47,9 @@ class CachingVerifier:
         """`lookup` False (for a verifier cheaper than a Redis round trip, the local one) skips
         reading the cache; verified tokens are still recorded in it, off the connect path: the
         records made while one write is in flight go to Redis together in the next pipeline, so
-        that a burst of connects costs a few round trips rather than one each."""
+        that a burst of connects costs a few round trips rather than one each. Such a verifier
+        also judges a token's `exp` itself, after its signature, so that a forged token is
+        TOKEN_INVALID whatever `exp` it claims."""
         self._inner = inner
         self._lookup = lookup
         self._redis = redis
@@ -52,7 +61,10 @@ class CachingVerifier:
 
     async def verify(self, token: str) -> Identity:
         token = require(token)
-        refuse_if_expired(token, self._clock.now(), self._leeway)
+        if self._lookup:
+            # A cached answer must not outlive the token, and marketplace-api is not asked about
+            # a token that says it has expired.
+            refuse_if_expired(token, self._clock.now(), self._leeway)
         key = cache_key(token)
         cached = await self._get(key) if self._lookup else None
         if cached is not None:
@@ -91,8 +103,11 @@ class CachingVerifier:
             self._observe(raw is not None)
         if raw is None:
             return None
-        value = orjson.loads(raw)
-        return Identity(int(value["userId"]), expiry(value))
+        try:
+            value = orjson.loads(raw)
+            return Identity(int(value["userId"]), expiry(value))
+        except (orjson.JSONDecodeError, AuthError, LookupError, TypeError, ValueError):
+            return None  # not an entry this service wrote: ask the verifier
 
 
 def _epoch(identity: Identity) -> float | None:

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 import jwt
 
-from marketplace_chat.auth.base import Identity, expiry, require, user_id_from
+from marketplace_chat.auth.base import (
+    CONTENT_ERRORS,
+    Identity,
+    claim_time,
+    expiry,
+    require,
+    user_id_from,
+)
 from marketplace_chat.clock import Clock
 from marketplace_chat.errors import AuthError, token_expired
 
@@ -48,22 +56,28 @@ class LocalVerifier:
                 # sub and jti are not ours to police: marketplace-api may issue a numeric sub,
                 # which PyJWT (>= 2.10) would otherwise refuse as "Subject must be a string".
                 # Nor is iat: a token minted by a host whose clock runs a little ahead would be
-                # refused as "not yet valid" right after it was issued.
+                # refused as "not yet valid" right after it was issued. exp and nbf are read
+                # below, on the injected clock and with the same rules for absurd values.
                 options={
                     "verify_aud": self._audience is not None,
                     "verify_exp": False,
+                    "verify_nbf": False,
                     "verify_iat": False,
                     "verify_sub": False,
                     "verify_jti": False,
                 },
             )
-        except jwt.PyJWTError:
+        except CONTENT_ERRORS:
             raise AuthError("Invalid token") from None
+        if not isinstance(claims, dict):
+            raise AuthError("Invalid token")
         # exp is checked against the injected clock rather than PyJWT's, so that the socket's
         # later per-action checks and this one agree.
         identity_exp = expiry(claims)
-        if identity_exp is None and claims.get("exp") is not None:
-            raise AuthError("Invalid token: malformed exp")
+        not_before = claim_time(claims, "nbf")
+        now = self._clock.now()
+        if not_before is not None and not_before > now + timedelta(seconds=self._leeway):
+            raise AuthError("Invalid token: not yet valid")
         identity = None
         for claim in self._claims:
             user_id = user_id_from(claims.get(claim))
@@ -72,6 +86,6 @@ class LocalVerifier:
                 break
         if identity is None:
             raise AuthError("Invalid token: no user id")
-        if identity.expired(self._clock.now(), self._leeway):
+        if identity.expired(now, self._leeway):
             raise token_expired()
         return identity

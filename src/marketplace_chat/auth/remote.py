@@ -52,7 +52,8 @@ class RemoteVerifier:
 
     async def verify(self, token: str) -> Identity:
         token = require(token)
-        # An expired JWT is refused here, without a call to marketplace-api.
+        # An expired JWT is refused here, without a call to marketplace-api, and so is one whose
+        # `exp` is no date at all (TOKEN_INVALID).
         expires_at = refuse_if_expired(token, self._clock.now(), self._leeway)
         started = time.perf_counter()
         outcome = "error"

@@ -9,7 +9,7 @@ from typing import Any
 
 import structlog
 
-from marketplace_chat.auth.base import Identity, Verifier
+from marketplace_chat.auth.base import Identity, Verifier, verify_guarded
 from marketplace_chat.clock import Clock
 from marketplace_chat.errors import (
     INTERNAL,
@@ -94,18 +94,26 @@ class ChatNamespace:
     # -- connection ----------------------------------------------------------------------------
 
     async def _connect(self, sid: str, environ: dict[str, Any], auth: object = None) -> bool:
+        """Accept every socket that can be answered, so that a refused one sees connect, then
+        `auth:error`, then the disconnect; a socket whose client left while its token was being
+        verified is refused outright, so python-socketio forgets it at once."""
         if not self.accepting:
             self._metrics.connections.labels("draining").inc()
             return False
         token = token_from_handshake(auth, environ)
         try:
-            identity = await self._verifier.verify(token or "")
+            identity = await verify_guarded(self._verifier, token or "", sid=sid)
         except AuthError as exc:
             self._metrics.connections.labels(exc.code.value).inc()
             log.info("connection_refused", sid=sid, code=exc.code.value)
-            self._refused[sid] = exc
-            self._later(self._refuse(sid, exc))
+            if not self._present(sid):
+                return False
+            # A fresh error: the verifier's one holds a traceback, and through it the token.
+            self._refused[sid] = AuthError(exc.message, exc.code)
+            self._later(self._refuse(sid))
             return True
+        if not self._present(sid):
+            return False
         session = self.sessions.add(sid, identity, token or "")
         await self._sio.enter_room(sid, user_room(identity.user_id), namespace=NAMESPACE)
         session.rooms.add(user_room(identity.user_id))
@@ -122,16 +130,29 @@ class ChatNamespace:
         log.info("connected", sid=sid, user_id=identity.user_id)
         return True
 
-    async def _refuse(self, sid: str, exc: AuthError) -> None:
+    def _present(self, sid: str) -> bool:
+        """Whether the client is still there: python-socketio drops a client's environ when its
+        Engine.IO connection ends, and does not tell a connect handler that is still running."""
+        return self._sio.get_environ(sid, namespace=NAMESPACE) is not None
+
+    async def _refuse(self, sid: str) -> None:
         # Let the CONNECT packet go out first, so the client sees connect, auth:error, disconnect.
+        # python-socketio sends it and marks the socket connected without yielding in between.
         await asyncio.sleep(0)
-        await self._sio.emit(
-            "auth:error",
-            {"error": exc.message, "code": exc.code.value},
-            to=sid,
-            namespace=NAMESPACE,
-        )
-        await self._sio.disconnect(sid, namespace=NAMESPACE)
+        refused = self._refused.get(sid)
+        try:
+            if refused is not None:
+                await self._sio.emit(
+                    "auth:error",
+                    {"error": refused.message, "code": refused.code.value},
+                    to=sid,
+                    namespace=NAMESPACE,
+                )
+        finally:
+            await self._sio.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
+            # The disconnect handler forgets the refusal; this covers a socket that was already
+            # gone, for which python-socketio calls no handler.
+            self._refused.pop(sid, None)
 
     async def _disconnect(self, sid: str, reason: object = None) -> None:
         self._refused.pop(sid, None)
@@ -247,7 +268,10 @@ class ChatNamespace:
         session = self.sessions.get(sid)
         if session is None:
             refused = self._refused.get(sid)
-            raise refused or AuthError("Not authenticated", ErrorCode.TOKEN_REQUIRED)
+            if refused is not None:
+                # A new error each time: raising the stored one would grow its traceback.
+                raise AuthError(refused.message, refused.code)
+            raise AuthError("Not authenticated", ErrorCode.TOKEN_REQUIRED)
         return session
 
     def _later(self, work: Awaitable[None]) -> None:
@@ -259,7 +283,7 @@ class ChatNamespace:
 
     async def _refresh_token(self, session: SocketSession, data: object) -> dict[str, Any]:
         p = parse(TokenRefresh, data)
-        identity: Identity = await self._verifier.verify(p.token)
+        identity: Identity = await verify_guarded(self._verifier, p.token, sid=session.sid)
         if identity.user_id != session.user_id:
             raise AuthError("The new token belongs to another user", ErrorCode.TOKEN_USER_MISMATCH)
         self.sessions.rebind(session, identity, p.token)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import socket
@@ -158,6 +159,45 @@ async def test_empty_token_is_token_required_without_asking(
         await cached.verify("  ")
     assert caught.value.code is ErrorCode.TOKEN_REQUIRED
     assert inner.calls == []
+
+
+def _b64(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).rstrip(b"=").decode()
+
+
+def _forged(kind: str, clock: FakeClock) -> str:
+    if kind == "lone-surrogate":
+        return "\ud800"
+    if kind == "valid-token-and-a-lone-surrogate":
+        return token(clock, new_user_id()) + "\ud800"
+    exp = {"exp-1e308": "1e308", "exp-nan": "NaN"}[kind]
+    header, payload = _b64('{"alg":"HS256"}'), _b64('{"sub":"5","exp":' + exp + "}")
+    return f"{header}.{payload}.AAAA"
+
+
+@pytest.mark.parametrize("lookup", [True, False], ids=["lookup", "record-only"])
+@pytest.mark.parametrize(
+    "kind", ["lone-surrogate", "valid-token-and-a-lone-surrogate", "exp-1e308", "exp-nan"]
+)
+async def test_forged_token_is_token_invalid_and_nothing_is_cached(
+    inner: CountingVerifier, redis: aioredis.Redis, clock: FakeClock, kind: str, lookup: bool
+) -> None:
+    forged = _forged(kind, clock)
+    verifier = CachingVerifier(inner, redis, clock, lookup=lookup)
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(forged)
+    await verifier.flush()
+    assert caught.value.code is ErrorCode.TOKEN_INVALID
+    assert await redis.exists(cache_key(forged)) == 0
+
+
+async def test_entry_this_service_did_not_write_is_a_miss_not_a_crash(
+    cached: CachingVerifier, inner: CountingVerifier, redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    t = token(clock, new_user_id())
+    await redis.set(cache_key(t), b'{"userId": 5, "exp": 1e308}', ex=60)
+    assert (await cached.verify(t)).user_id == int(jwt.decode(t, SECRET, ["HS256"])["sub"])
+    assert inner.calls == [t]
 
 
 @pytest_asyncio.fixture
