@@ -6,10 +6,12 @@ client on the other.
                                         [--pairs N] [--json PATH] [--profile]
 
 Each scenario starts a fresh `python -m marketplace_chat serve` (pinned to core 0, production
-mode, local HS256 verifier, rate limits off) against the machine's PostgreSQL and Redis
-(BENCH_DATABASE_URL / BENCH_REDIS_URL), drives it with benchmarks/js/loadgen.mjs (pinned to core
-1; run `npm ci` in benchmarks/js first), checks every acknowledged message against PostgreSQL,
-prints one table and writes the figures as JSON (benchmarks/results/load.json).
+mode, local HS256 verifier, rate limits off) against PostgreSQL and Redis: BENCH_DATABASE_URL /
+BENCH_REDIS_URL when set, else the machine's own servers on their standard local ports (database
+`test`) when they answer, else embedded servers started for the run (said at the start),
+drives it with benchmarks/js/loadgen.mjs (pinned to core 1; run `npm ci` in benchmarks/js
+first), checks every acknowledged message against PostgreSQL, prints one table and writes the
+figures as JSON (benchmarks/results/load.json).
 
 Scenarios:
   closed   50 pairs; each alternates buyer -> seller -> buyer, the next send right after the ack
@@ -1310,6 +1312,64 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+async def _answers(probe: Callable[[], Awaitable[object]]) -> bool:
+    try:
+        async with asyncio.timeout(3):
+            await probe()
+    except Exception:  # any failure means: not usable, fall back to an embedded server
+        return False
+    return True
+
+
+async def backends(scratch: Path, stack: contextlib.ExitStack) -> tuple[str, str]:
+    """BENCH_DATABASE_URL / BENCH_REDIS_URL, else the machine's servers on their standard ports
+    when they answer, else embedded ones for this run (stopped with `stack`)."""
+    from marketplace_chat.embedded import EmbeddedServers
+
+    database_url = os.environ.get("BENCH_DATABASE_URL")
+    redis_url = os.environ.get("BENCH_REDIS_URL")
+
+    async def pg() -> None:
+        await (await asyncpg.connect(DEFAULT_DATABASE_URL, timeout=3)).close()
+
+    async def rd() -> None:
+        client = aioredis.from_url(DEFAULT_REDIS_URL)
+        try:
+            await client.ping()
+        finally:
+            await client.aclose()
+
+    embedded: EmbeddedServers | None = None
+    if database_url is None:
+        if await _answers(pg):
+            database_url = DEFAULT_DATABASE_URL
+        else:
+            embedded = EmbeddedServers(scratch / "embedded")
+            stack.callback(embedded.stop)
+            database_url = embedded.start_postgres()  # the server migrates it at start
+    if redis_url is None:
+        if await _answers(rd):
+            redis_url = DEFAULT_REDIS_URL
+        else:
+            if embedded is None:
+                embedded = EmbeddedServers(scratch / "embedded")
+                stack.callback(embedded.stop)
+            redis_url = embedded.start_redis()
+    print(
+        f"backends: PostgreSQL {_masked(database_url)}, Redis {_masked(redis_url)}"
+        + (" (embedded, for this run)" if embedded is not None else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    return database_url, redis_url
+
+
+def _masked(url: str) -> str:
+    from marketplace_chat.preflight import masked
+
+    return masked(url)
+
+
 async def amain(args: argparse.Namespace) -> int:
     if not (JS_DIR / "node_modules" / "socket.io-client").is_dir():
         print("benchmarks/js/node_modules missing: run `npm ci` in benchmarks/js", file=sys.stderr)
@@ -1326,12 +1386,16 @@ async def amain(args: argparse.Namespace) -> int:
     )
     started = time.time()
     version = source_version()
-    with tempfile.TemporaryDirectory(prefix="chat-bench-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="chat-bench-") as scratch,
+        contextlib.ExitStack() as stack,
+    ):
+        database_url, redis_url = await backends(Path(scratch), stack)
         ctx = Context(
             args=args,
             secret=secrets.token_urlsafe(32),
-            database_url=os.environ.get("BENCH_DATABASE_URL") or DEFAULT_DATABASE_URL,
-            redis_url=os.environ.get("BENCH_REDIS_URL") or DEFAULT_REDIS_URL,
+            database_url=database_url,
+            redis_url=redis_url,
             scratch=Path(scratch),
         )
         for name in scenarios:
