@@ -6,9 +6,11 @@ import argparse
 import os
 import socket
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from types import FrameType
 
 import jwt
 import structlog
@@ -18,6 +20,13 @@ from marketplace_chat.logs import configure_logging
 from marketplace_chat.settings import Settings, SettingsError
 
 log = structlog.get_logger("marketplace_chat")
+
+# uvicorn's graceful phase (connections finishing their responses) may use this share of what is
+# left of the shutdown deadline after the drain; the rest is for closing the pools.
+GRACEFUL_SHARE = 0.6
+# The watchdog ends the process this long after the deadline if the stop has not ended it: the
+# contract allows the deadline plus one second in all.
+WATCHDOG_MARGIN_S = 0.5
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -83,9 +92,11 @@ def mint_token(settings: Settings, user_id: int, ttl_s: int) -> str:
 
 
 @contextmanager
-def backends(settings: Settings) -> Iterator[tuple[str, str]]:
+def backends(
+    settings: Settings, embedded: EmbeddedServers | None = None
+) -> Iterator[tuple[str, str]]:
     """The configured PostgreSQL and Redis, or embedded ones started (and stopped) here."""
-    embedded = EmbeddedServers(settings.server.data_dir)
+    embedded = embedded or EmbeddedServers(settings.server.data_dir)
     try:
         dsn = settings.database.dsn()
         database = "configured"
@@ -101,9 +112,30 @@ def backends(settings: Settings) -> Iterator[tuple[str, str]]:
             redis=redis,
             data_dir=str(settings.server.data_dir) if "embedded" in (database, redis) else None,
         )
+        if embedded.stale_handles or embedded.stale_redis:
+            log.warning(
+                "embedded_leftovers",
+                dead_postgres_users=embedded.stale_handles,
+                stale_redis_stopped=embedded.stale_redis,
+            )
         yield dsn, redis_url
     finally:
         embedded.stop()
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts: a port in use is then one
+    clear error at once, not a half-started service that uvicorn cannot shut down."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def migrate(settings: Settings) -> int:
@@ -116,18 +148,60 @@ def migrate(settings: Settings) -> int:
 
 
 def serve(settings: Settings) -> int:
+    try:
+        listener = bind_listener(settings.server.host, settings.server.port)
+    except OSError as exc:
+        log.error(
+            "bind_failed",
+            host=settings.server.host,
+            port=settings.server.port,
+            error=exc.strerror or type(exc).__name__,
+        )
+        return 1
+    embedded = EmbeddedServers(settings.server.data_dir)
+    with listener, backends(settings, embedded) as (dsn, redis_url):
+        run_server(settings, listener, dsn, redis_url, embedded)
+    return 0
+
+
+def run_server(
+    settings: Settings,
+    listener: socket.socket,
+    dsn: str,
+    redis_url: str,
+    embedded: EmbeddedServers,
+) -> None:
     import uvicorn
+
+    from marketplace_chat.app import ChatApp, create_app
+    from marketplace_chat.gateway.transport import ChatWebSocketProtocol
+    from marketplace_chat.storage.migrate import upgrade
 
     class DrainingServer(uvicorn.Server):
         """On SIGTERM, drains the chat (events in flight, presence, sockets) before uvicorn
-        closes its connections, so that long-polling requests do not hold the exit up."""
+        closes its connections, so that long-polling requests do not hold the exit up; the
+        whole stop keeps one deadline, and a watchdog ends the process if it does not."""
 
-        def __init__(self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]]) -> None:
+        def __init__(self, config: uvicorn.Config, app: ChatApp) -> None:
             super().__init__(config)
-            self._drain = drain
+            self._app = app
+            self._watchdog: threading.Timer | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self._watchdog is None:
+                self._app.deadline()  # the deadline counts from the signal
+                self._watchdog = threading.Timer(
+                    self._app.shutdown_timeout_s + WATCHDOG_MARGIN_S, _force_exit, (embedded,)
+                )
+                self._watchdog.daemon = True
+                self._watchdog.start()
+            super().handle_exit(sig, frame)
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            await self._drain()
+            deadline = self._app.deadline()
+            await self._app.drain()
+            # uvicorn hands this to asyncio.wait_for, which takes fractions of a second too.
+            self.config.timeout_graceful_shutdown = deadline.left() * GRACEFUL_SHARE  # type: ignore[assignment]
             await super().shutdown(sockets)
 
         @contextmanager
@@ -139,37 +213,39 @@ def serve(settings: Settings) -> int:
                 yield
                 self._captured_signals.clear()
 
-    from marketplace_chat.app import create_app
-    from marketplace_chat.gateway.transport import ChatWebSocketProtocol
-    from marketplace_chat.storage.migrate import upgrade
+    if settings.server.migrate_on_start:
+        upgrade(dsn)
+    app = create_app(settings, dsn, redis_url)
+    config = uvicorn.Config(
+        app.asgi,
+        host=settings.server.host,
+        port=settings.server.port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        ws=ChatWebSocketProtocol,
+        ws_per_message_deflate=settings.server.ws_compression,
+        # Engine.IO pings every socket itself; a second, WebSocket-level keepalive per
+        # connection would only add timers and frames.
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+    )
+    log.info(
+        "listening",
+        host=settings.server.host,
+        port=settings.server.port,
+        env=settings.server.chat_env.value,
+        verifier=settings.verifier_kind().value,
+    )
+    DrainingServer(config, app).run(sockets=[listener])
 
-    with backends(settings) as (dsn, redis_url):
-        if settings.server.migrate_on_start:
-            upgrade(dsn)
-        app = create_app(settings, dsn, redis_url)
-        config = uvicorn.Config(
-            app.asgi,
-            host=settings.server.host,
-            port=settings.server.port,
-            loop="uvloop" if sys.platform != "win32" else "asyncio",
-            http="httptools",
-            ws=ChatWebSocketProtocol,
-            ws_per_message_deflate=settings.server.ws_compression,
-            # Engine.IO pings every socket itself; a second, WebSocket-level keepalive per
-            # connection would only add timers and frames.
-            ws_ping_interval=None,
-            ws_ping_timeout=None,
-            lifespan="on",
-            access_log=False,
-            log_config=None,
-            timeout_graceful_shutdown=int(settings.server.shutdown_timeout_s) or 1,
-        )
-        log.info(
-            "listening",
-            host=settings.server.host,
-            port=settings.server.port,
-            env=settings.server.chat_env.value,
-            verifier=settings.verifier_kind().value,
-        )
-        DrainingServer(config, app.drain).run()
-    return 0
+
+def _force_exit(embedded: EmbeddedServers) -> None:
+    """The watchdog's last resort, from its own thread: whatever still hangs (a driver that
+    swallowed a cancel, a thread blocked in a socket), the embedded servers are stopped at once
+    and the process ends, one margin after the shutdown deadline."""
+    log.error("shutdown_deadline_exceeded", action="exit now")
+    embedded.kill()
+    os._exit(1)
