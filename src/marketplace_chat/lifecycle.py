@@ -101,6 +101,10 @@ class BackgroundLoop:
             self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
 
     @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    @property
     def running(self) -> bool:
         return self._task is not None and not self._task.done()
 
