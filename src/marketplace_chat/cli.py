@@ -23,7 +23,7 @@ log = structlog.get_logger("marketplace_chat")
 
 # uvicorn's graceful phase (connections finishing their responses) may use this share of what is
 # left of the shutdown deadline after the drain; the rest is for closing the pools.
-GRACEFUL_SHARE = 0.6
+GRACEFUL_SHARE = 0.5
 # The watchdog ends the process this long after the deadline if the stop has not ended it: the
 # contract allows the deadline plus one second in all.
 WATCHDOG_MARGIN_S = 0.5

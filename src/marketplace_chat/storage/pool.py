@@ -12,6 +12,7 @@ server, and the next statement fails with asyncpg's `InternalClientError`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import asyncpg
@@ -106,7 +107,27 @@ async def configure_connection(connection: asyncpg.Connection) -> None:
     )
 
 
+class ShortDriverWarnings(logging.Filter):
+    """asyncpg's pool logs its failed reconnects (while the database is away) with the whole
+    traceback; the fact and the error's type are what an operator needs, once per retry."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_SHORT_WARNINGS = ShortDriverWarnings()
+
+
 async def create_pool(dsn: str, *, min_size: int, max_size: int, timeout_s: float) -> asyncpg.Pool:
+    pool_logger = logging.getLogger("asyncpg.pool")
+    if _SHORT_WARNINGS not in pool_logger.filters:
+        pool_logger.addFilter(_SHORT_WARNINGS)
     return await asyncpg.create_pool(
         dsn,
         min_size=min_size,
