@@ -49,6 +49,8 @@ REDIS_CHANNEL = "marketplace-chat"
 # Shares of what is left of the shutdown deadline: the events in flight get the most of it; the
 # presence cleanup and the closing of transports each leave time for the steps after them.
 LOOP_STOP_SHARE = 0.1
+# Kept from the deadline for what follows the last step: the loop's teardown and the exit.
+EXIT_RESERVE_S = 0.5
 EVENTS_SHARE = 0.4
 PRESENCE_SHARE = 0.5
 TRANSPORT_SHARE = 0.5
@@ -118,9 +120,10 @@ class ChatApp:
     _drained: bool = False
 
     def deadline(self) -> Deadline:
-        """The shutdown's deadline, started by the first step that asks for it."""
+        """The shutdown's deadline, started by the first step that asks for it. The steps end
+        a little before `shutdown_timeout_s`, which leaves the process the time to exit."""
         if self._deadline is None:
-            self._deadline = Deadline(self.shutdown_timeout_s)
+            self._deadline = Deadline(max(0.0, self.shutdown_timeout_s - EXIT_RESERVE_S))
         return self._deadline
 
     async def stop_loops(self) -> None:

@@ -79,17 +79,19 @@ def prune_dead_handles(pgdata: Path) -> list[int]:
 def stop_stale_redis(pid_file: Path, workdir: Path) -> bool:
     """Stop the Redis an earlier run recorded in `pid_file`, if it still runs; True if one did.
 
-    The process is recognised by its command line (the wheel's redis-server with this folder as
-    its `--dir`), so a later process that got the same pid is never touched."""
+    The process is recognised by its executable (a redis-server) and its working folder (Redis
+    moves into its `--dir`, this run's folder), so a later process that got the same pid is
+    never touched. (Redis rewrites its own command line, so that cannot tell.)"""
     try:
         pid = int(pid_file.read_text().split()[0])
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        executable = os.readlink(f"/proc/{pid}/exe")
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
     except (OSError, ValueError, IndexError):
         return False
     finally:
         with contextlib.suppress(OSError):
             pid_file.unlink()
-    if not argv or not argv[0].endswith(b"redis-server") or str(workdir).encode() not in argv:
+    if not executable.endswith("redis-server") or cwd != workdir:
         return False
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)

@@ -316,7 +316,7 @@ def _redis_child(server: ChatServer) -> int:
     assert server.proc is not None
     for pid in children_of(server.proc.pid):
         with contextlib.suppress(OSError):
-            if Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"redis-server"):
+            if os.readlink(f"/proc/{pid}/exe").endswith("redis-server"):
                 return pid
     raise AssertionError("no embedded Redis among the service's children")
 
