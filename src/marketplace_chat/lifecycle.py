@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -22,6 +22,21 @@ log = structlog.get_logger(__name__)
 # Once a loop's stop bound has passed, its cancelled task gets this long to end before it is
 # left behind: enough for a well-behaved cancel, short enough to keep the shutdown's deadline.
 CANCEL_GRACE_S = 0.2
+
+# Tasks given up on are held here until they end: the event loop keeps only weak references,
+# and a task collected half-way would end in a "destroyed but pending" error instead.
+_abandoned: set[asyncio.Task[Any]] = set()
+
+
+def _abandon(task: asyncio.Task[Any]) -> None:
+    _abandoned.add(task)
+    task.add_done_callback(_forget)
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    _abandoned.discard(task)
+    if not task.cancelled():
+        task.exception()  # retrieved: its step was already logged as timed out
 
 
 class Pacer(Protocol):
@@ -50,6 +65,7 @@ async def bounded(work: Awaitable[object], timeout_s: float, what: str) -> bool:
     done, _ = await asyncio.wait({task}, timeout=max(0.0, timeout_s))
     if not done:
         task.cancel()
+        _abandon(task)
         log.warning("shutdown_step_timeout", step=what, timeout_s=round(timeout_s, 3))
         return False
     if not task.cancelled() and (exc := task.exception()) is not None:
@@ -132,5 +148,6 @@ class BackgroundLoop:
         task.cancel()
         done, _ = await asyncio.wait({task}, timeout=CANCEL_GRACE_S)
         if not done:
+            _abandon(task)
             log.warning("loop_left_running", loop=self.name)
         return bool(done)
