@@ -51,6 +51,9 @@ REDIS_CHANNEL = "marketplace-chat"
 LOOP_STOP_SHARE = 0.1
 # Kept from the deadline for what follows the last step: the loop's teardown and the exit.
 EXIT_RESERVE_S = 0.5
+# Set aside by the drain and the server's graceful phase for closing the pools, which takes a
+# few milliseconds when the backends answer (and is cut short when they do not).
+CLOSE_RESERVE_S = 0.3
 EVENTS_SHARE = 0.4
 PRESENCE_SHARE = 0.5
 TRANSPORT_SHARE = 0.5
@@ -129,7 +132,7 @@ class ChatApp:
     async def stop_loops(self) -> None:
         deadline = self.deadline()
         for loop in self._loops:
-            await loop.stop(deadline.left() * LOOP_STOP_SHARE)
+            await loop.stop(deadline.share(LOOP_STOP_SHARE, CLOSE_RESERVE_S))
         self._loops.clear()
 
     async def drain(self) -> None:
@@ -140,9 +143,13 @@ class ChatApp:
         self._drained = True
         deadline = self.deadline()
         await self.stop_loops()
-        sockets = await self._namespace.drain(deadline.left() * EVENTS_SHARE)
-        await deadline.run(self._leave(self._service, sockets), "presence_cleanup", PRESENCE_SHARE)
-        await deadline.run(self._close(self._sio, sockets), "close_transports", TRANSPORT_SHARE)
+        sockets = await self._namespace.drain(deadline.share(EVENTS_SHARE, CLOSE_RESERVE_S))
+        await deadline.run(
+            self._leave(self._service, sockets), "presence_cleanup", PRESENCE_SHARE, CLOSE_RESERVE_S
+        )
+        await deadline.run(
+            self._close(self._sio, sockets), "close_transports", TRANSPORT_SHARE, CLOSE_RESERVE_S
+        )
         log.info("drained", sockets=len(sockets))
 
     @staticmethod

@@ -188,7 +188,7 @@ def run_server(
 ) -> None:
     import uvicorn
 
-    from marketplace_chat.app import ChatApp, create_app
+    from marketplace_chat.app import CLOSE_RESERVE_S, ChatApp, create_app
     from marketplace_chat.gateway.transport import ChatWebSocketProtocol
     from marketplace_chat.storage.migrate import upgrade
 
@@ -216,7 +216,9 @@ def run_server(
             deadline = self._app.deadline()
             await self._app.drain()
             # uvicorn hands this to asyncio.wait_for, which takes fractions of a second too.
-            self.config.timeout_graceful_shutdown = deadline.left() * GRACEFUL_SHARE  # type: ignore[assignment]
+            self.config.timeout_graceful_shutdown = deadline.share(  # type: ignore[assignment]
+                GRACEFUL_SHARE, CLOSE_RESERVE_S
+            )
             await super().shutdown(sockets)
 
         @contextmanager

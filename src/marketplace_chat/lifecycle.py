@@ -83,10 +83,16 @@ class Deadline:
     def left(self) -> float:
         return max(0.0, self._ends - self._monotonic())
 
-    async def run(self, work: Awaitable[object], what: str, share: float = 1.0) -> bool:
-        """`work` bounded by `share` of what is left (a step that must leave time for the
-        steps after it takes less than all of it)."""
-        return await bounded(work, self.left() * share, what)
+    def share(self, fraction: float, keep_s: float = 0.0) -> float:
+        """`fraction` of what is left once `keep_s` is set aside for the steps after this one."""
+        return max(0.0, self.left() - keep_s) * fraction
+
+    async def run(
+        self, work: Awaitable[object], what: str, share: float = 1.0, keep_s: float = 0.0
+    ) -> bool:
+        """`work` bounded by `share` of what is left after `keep_s` (a step that must leave
+        time for the steps after it takes less than all of it)."""
+        return await bounded(work, self.share(share, keep_s), what)
 
 
 class BackgroundLoop:
