@@ -46,17 +46,17 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_S = 5.0  # node heartbeat; the key lives 20 s, so a dead node is reaped within 30 s
 PRESENCE_REFRESH_S = 60.0  # user:{id}:online lives 300 s; refreshed well before it lapses
 REDIS_CHANNEL = "marketplace-chat"
-# Shares of what is left of the shutdown deadline: the events in flight get the most of it; the
-# presence cleanup and the closing of transports each leave time for the steps after them.
+# Shares of what is left of the shutdown deadline: the loops get a little, the events in flight
+# the most; the presence cleanup and the closing of transports each leave time for what follows.
 LOOP_STOP_SHARE = 0.1
-# Kept from the deadline for what follows the last step: the loop's teardown and the exit.
-EXIT_RESERVE_S = 0.5
-# Set aside by the drain and the server's graceful phase for closing the pools, which takes a
-# few milliseconds when the backends answer (and is cut short when they do not).
-CLOSE_RESERVE_S = 0.3
 EVENTS_SHARE = 0.4
 PRESENCE_SHARE = 0.5
 TRANSPORT_SHARE = 0.5
+# Set aside by every step before the pools close, for closing them: a few milliseconds when the
+# backends answer (and cut short when they do not).
+CLOSE_RESERVE_S = 0.3
+# Kept from the deadline for what follows the last step: the event loop's teardown and the exit.
+EXIT_RESERVE_S = 0.5
 
 
 def node_identity(settings: Settings) -> str:
@@ -224,9 +224,9 @@ def create_app(
             deadline = chat_app.deadline()
             await chat_app.drain()
             await chat_app.stop_loops()
-            await deadline.run(service.drain(), "background_work")
-            await deadline.run(verifier.flush(), "auth_cache_flush")
-            await deadline.run(http.aclose(), "http_client_close")
+            await deadline.run(service.drain(), "background_work", keep_s=CLOSE_RESERVE_S)
+            await deadline.run(verifier.flush(), "auth_cache_flush", keep_s=CLOSE_RESERVE_S)
+            await deadline.run(http.aclose(), "http_client_close", keep_s=CLOSE_RESERVE_S)
             if not await deadline.run(storage.close(), "postgres_close"):
                 storage.terminate()
             await deadline.run(redis.aclose(), "redis_close")
