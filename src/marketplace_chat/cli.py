@@ -173,7 +173,7 @@ def serve(settings: Settings) -> int:
             error=exc.strerror or type(exc).__name__,
         )
         return 1
-    embedded = EmbeddedServers(settings.server.data_dir)
+    embedded = EmbeddedServers(settings.server.data_dir, guard=True)
     with listener, backends(settings, embedded) as (dsn, redis_url):
         run_server(settings, listener, dsn, redis_url, embedded)
     return 0

@@ -10,9 +10,11 @@ Neither may outlive the service. Redis is started as our child with a parent-dea
 the kernel ends it even when the service is killed with -9. PostgreSQL is started by pg_ctl as a
 daemon (under another user when we run as root), where no such signal reaches; the wheel counts
 the processes using a folder's server in `.handle_pids.json` and stops the server when the last
-one leaves. A process killed with -9 never leaves, so every start first drops the dead from that
-list: a server left behind is then adopted and stopped by this run's clean stop. A Redis left by a
-run older than the parent-death signal is found by its pid file and stopped at start.
+one leaves. A process killed with -9 never leaves, so the service starts a guard beside it
+(`embedded_guard`) that stops the server once the service is gone and no other user is left.
+Should the guard die too, every start first drops the dead from that list: a server left behind
+is then adopted and stopped by this run's clean stop. A Redis left running is found by its pid
+file and stopped at start.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
     try:
         os.kill(pid, 0)
@@ -70,7 +72,7 @@ def prune_dead_handles(pgdata: Path) -> list[int]:
         pids = [int(p) for p in json.loads(handles.read_text())]
     except (OSError, ValueError, TypeError):
         return []
-    dead = [pid for pid in pids if pid != os.getpid() and not _alive(pid)]
+    dead = [pid for pid in pids if pid != os.getpid() and not alive(pid)]
     if dead:
         handles.write_text(json.dumps([pid for pid in pids if pid not in dead]))
     return dead
@@ -96,18 +98,22 @@ def stop_stale_redis(pid_file: Path, workdir: Path) -> bool:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + STALE_STOP_TIMEOUT_S
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        if _alive(pid):
+        if alive(pid):
             os.kill(pid, signal.SIGKILL)
     return True
 
 
 class EmbeddedServers:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, guard: bool = False) -> None:
+        """`guard`: start the PostgreSQL guard beside this process (the service does), so that
+        the server stops when this process dies, kill -9 included."""
         self._data_dir = data_dir.expanduser().resolve()
         self._postgres: Any = None
         self._redis: subprocess.Popen[bytes] | None = None
+        self._guard: subprocess.Popen[bytes] | None = None
+        self._with_guard = guard
         # What the start found left behind by a run that was killed: for the start-up log.
         self.stale_handles: list[int] = []
         self.stale_redis = False
@@ -124,6 +130,16 @@ class EmbeddedServers:
             with PostgresServer._lock:
                 self.stale_handles = prune_dead_handles(pgdata)
             self._postgres = get_server(pgdata, cleanup_mode="stop")
+        if self._with_guard:
+            guard = [sys.executable, "-m", "marketplace_chat.embedded_guard", str(pgdata)]
+            self._guard = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+                [*guard, str(os.getpid())],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                # Its own session: a Ctrl-C or a signal to the service's group is not for it.
+                start_new_session=True,
+            )
         return str(self._postgres.get_uri("postgres"))
 
     def start_redis(self) -> str:
@@ -180,6 +196,11 @@ class EmbeddedServers:
         if self._postgres is not None:
             self._postgres.cleanup()
             self._postgres = None
+        if self._guard is not None:
+            # The stop is done here; the guard is for a service that dies without one.
+            self._guard.terminate()
+            self._guard.wait(STALE_STOP_TIMEOUT_S)
+            self._guard = None
         with contextlib.suppress(OSError):
             (self._data_dir / "redis" / "redis.pid").unlink()
 
@@ -194,5 +215,5 @@ class EmbeddedServers:
             return
         with contextlib.suppress(Exception):
             users = postgres.global_process_id_list.get_and_remove(os.getpid())
-            if all(pid == os.getpid() or not _alive(pid) for pid in users):
+            if all(pid == os.getpid() or not alive(pid) for pid in users):
                 postgres.get_postmaster_info().process.send_signal(signal.SIGINT)

@@ -16,7 +16,7 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -321,41 +321,83 @@ def _redis_child(server: ChatServer) -> int:
     raise AssertionError("no embedded Redis among the service's children")
 
 
-async def test_embedded_servers_left_by_a_kill_9_are_stopped_by_the_next_run(
-    server_factory: ServerFactory,
-) -> None:
+def _child_running(server: ChatServer, what: str) -> int:
+    """The service's child whose command line mentions ``what``."""
+    assert server.proc is not None
+    for pid in children_of(server.proc.pid):
+        with contextlib.suppress(OSError):
+            if what.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+                return pid
+    raise AssertionError(f"no {what} among the service's children")
+
+
+@pytest.fixture
+def embedded_env() -> Iterator[dict[str, str | None]]:
+    """A service with embedded PostgreSQL and Redis in a folder of the test's own; whatever the
+    test leaves running there is killed at the end."""
     data_dir = _outside_pytest_tmp("chat-e2e-embedded-")
-    env: dict[str, str | None] = {
+    yield {
         "DATABASE_URL": None,
         "REDIS_URL": None,
         "DATA_DIR": str(data_dir),
         "SHUTDOWN_TIMEOUT_S": str(SHUTDOWN_TIMEOUT_S),
     }
-    postmaster_pid_file = data_dir / "postgres" / "postmaster.pid"
-    pids: list[int] = []
-    try:
-        first = await server_factory.start(**env)
-        assert first.proc is not None
-        first_postgres, first_redis = _pid_in(postmaster_pid_file), _redis_child(first)
-        pids += [first_postgres, first_redis]
-        first.proc.send_signal(signal.SIGKILL)
-        await first.proc.wait()
+    for pid in _working_in(data_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
-        # The kernel ends the first run's Redis with it; its PostgreSQL is left for the next run.
-        await eventually(lambda: not alive(first_redis), 5, "the killed run's Redis gone")
-        assert alive(first_postgres)
 
-        second = await server_factory.start(**env)
-        assert "embedded_leftovers" in second.log_text()
-        pids += [_pid_in(postmaster_pid_file), _redis_child(second)]
-        assert await second.stop() == 0, second.log_text()[-3000:]
+def _working_in(folder: Path) -> list[int]:
+    """The processes whose working folder is inside ``folder`` (PostgreSQL and Redis move into
+    their data folders)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if Path(os.readlink(proc / "cwd")).is_relative_to(folder):
+                found.append(int(proc.name))
+    return found
 
-        left = [pid for pid in pids if alive(pid)]
-        assert not left, f"still running after the clean stop: {left}"
-        assert json.loads((data_dir / "postgres" / ".handle_pids.json").read_text()) == []
-    finally:
-        for pid in pids:
-            if alive(pid):  # never leave a server behind, whatever the test found
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(data_dir, ignore_errors=True)
+
+def _postmaster(env: dict[str, str | None]) -> int:
+    return _pid_in(Path(str(env["DATA_DIR"])) / "postgres" / "postmaster.pid")
+
+
+async def test_embedded_servers_stop_by_themselves_when_the_service_is_killed_with_9(
+    server_factory: ServerFactory, embedded_env: dict[str, str | None]
+) -> None:
+    service = await server_factory.start(**embedded_env)
+    assert service.proc is not None
+    postgres, redis = _postmaster(embedded_env), _redis_child(service)
+
+    service.proc.send_signal(signal.SIGKILL)
+    await service.proc.wait()
+
+    # Redis by the kernel's parent-death signal, PostgreSQL by the guard beside the service.
+    await eventually(lambda: not alive(redis), 5, "the killed service's Redis gone")
+    await eventually(lambda: not alive(postgres), 15, "the killed service's PostgreSQL gone")
+
+
+async def test_embedded_servers_left_by_a_kill_9_are_stopped_by_the_next_run(
+    server_factory: ServerFactory, embedded_env: dict[str, str | None]
+) -> None:
+    first = await server_factory.start(**embedded_env)
+    assert first.proc is not None
+    first_postgres, first_redis = _postmaster(embedded_env), _redis_child(first)
+    # The guard dies too (an OOM killer, a container's kill): nothing is left to clean up.
+    os.kill(_child_running(first, "embedded_guard"), signal.SIGKILL)
+    first.proc.send_signal(signal.SIGKILL)
+    await first.proc.wait()
+    await eventually(lambda: not alive(first_redis), 5, "the killed run's Redis gone")
+    assert alive(first_postgres)
+
+    second = await server_factory.start(**embedded_env)
+    assert "embedded_leftovers" in second.log_text()
+    second_postgres, second_redis = _postmaster(embedded_env), _redis_child(second)
+    assert second_postgres == first_postgres, "the server left behind is adopted"
+    assert await second.stop() == 0, second.log_text()[-3000:]
+
+    left = [pid for pid in (first_postgres, first_redis, second_redis) if alive(pid)]
+    assert not left, f"still running after the clean stop: {left}"
+    handles = Path(str(embedded_env["DATA_DIR"])) / "postgres" / ".handle_pids.json"
+    assert json.loads(handles.read_text()) == []
