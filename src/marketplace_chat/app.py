@@ -9,7 +9,7 @@ import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -33,6 +33,7 @@ from marketplace_chat.gateway.namespace import ChatNamespace
 from marketplace_chat.gateway.notifier import SocketNotifier
 from marketplace_chat.gateway.server import NAMESPACE, ChatSocketServer, create_server
 from marketplace_chat.gateway.streams import StreamsManager
+from marketplace_chat.lifecycle import BackgroundLoop, Deadline
 from marketplace_chat.metrics import Metrics
 from marketplace_chat.realtime.connection import connect as connect_redis
 from marketplace_chat.realtime.limits import RedisRateLimiter
@@ -47,6 +48,17 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_S = 5.0  # node heartbeat; the key lives 20 s, so a dead node is reaped within 30 s
 PRESENCE_REFRESH_S = 60.0  # user:{id}:online lives 300 s; refreshed well before it lapses
 REDIS_CHANNEL = "marketplace-chat"
+# Shares of what is left of the shutdown deadline: the loops get a little, the events in flight
+# the most; the presence cleanup and the closing of transports each leave time for what follows.
+LOOP_STOP_SHARE = 0.1
+EVENTS_SHARE = 0.4
+PRESENCE_SHARE = 0.5
+TRANSPORT_SHARE = 0.5
+# Set aside by every step before the pools close, for closing them: a few milliseconds when the
+# backends answer (and cut short when they do not).
+CLOSE_RESERVE_S = 0.3
+# Kept from the deadline for what follows the last step: the event loop's teardown and the exit.
+EXIT_RESERVE_S = 0.5
 
 
 def node_identity(settings: Settings) -> str:
@@ -100,35 +112,67 @@ def build_verifier(
 @dataclass(slots=True)
 class ChatApp:
     """The ASGI app (Socket.IO at /socket.io, namespace /chat; REST and operations beside it)
-    and the drain step a graceful shutdown runs before the server closes its connections."""
+    and the shutdown it runs against one deadline: the drain before the server closes its
+    connections, then the lifespan's closing of pools, each step with what is left of it."""
 
     asgi: Any
+    shutdown_timeout_s: float = 8.0
     _namespace: ChatNamespace | None = None
     _service: ChatService | None = None
     _sio: ChatSocketServer | None = None
-    _drain_timeout_s: float = 5.0
+    _loops: list[BackgroundLoop] = field(default_factory=list)
+    _deadline: Deadline | None = None
+    _drained: bool = False
+
+    def deadline(self) -> Deadline:
+        """The shutdown's deadline, started by the first step that asks for it. The steps end
+        a little before `shutdown_timeout_s`, which leaves the process the time to exit."""
+        if self._deadline is None:
+            self._deadline = Deadline(max(0.0, self.shutdown_timeout_s - EXIT_RESERVE_S))
+        return self._deadline
+
+    async def stop_loops(self) -> None:
+        deadline = self.deadline()
+        for loop in self._loops:
+            await loop.stop(deadline.share(LOOP_STOP_SHARE, CLOSE_RESERVE_S))
+        self._loops.clear()
 
     async def drain(self) -> None:
         """Stop taking sockets, finish events in flight, clear this node's presence and typing,
         and close the sockets at the transport, so that clients reconnect to another node."""
-        if self._namespace is None or self._service is None or self._sio is None:
+        if self._drained or self._namespace is None or self._service is None or self._sio is None:
             return
-        sockets = await self._namespace.drain(self._drain_timeout_s)
+        self._drained = True
+        deadline = self.deadline()
+        await self.stop_loops()
+        sockets = await self._namespace.drain(deadline.share(EVENTS_SHARE, CLOSE_RESERVE_S))
+        await deadline.run(
+            self._leave(self._service, sockets), "presence_cleanup", PRESENCE_SHARE, CLOSE_RESERVE_S
+        )
+        await deadline.run(
+            self._close(self._sio, sockets), "close_transports", TRANSPORT_SHARE, CLOSE_RESERVE_S
+        )
+        log.info("drained", sockets=len(sockets))
+
+    @staticmethod
+    async def _leave(service: ChatService, sockets: dict[str, int]) -> None:
         try:
-            await self._service.stop_typing_here()
-            offline = await self._service.presence.leave(sockets)
-            await self._service.went_offline(offline)
+            await service.stop_typing_here()
+            offline = await service.presence.leave(sockets)
+            await service.went_offline(offline)
         except ChatError as exc:
             log.warning("presence_cleanup_failed", error=exc.message)
+
+    @staticmethod
+    async def _close(sio: ChatSocketServer, sockets: dict[str, int]) -> None:
         for sid in sockets:
-            eio_sid = self._sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+            eio_sid = sio.manager.eio_sid_from_sid(sid, NAMESPACE)
             if eio_sid is not None:
                 with contextlib.suppress(Exception):
-                    await self._sio.eio.disconnect(eio_sid)
+                    await sio.eio.disconnect(eio_sid)
         # Sessions that never joined /chat, so that their pending polls are answered now.
         with contextlib.suppress(Exception):
-            await self._sio.eio.disconnect()
-        log.info("drained", sockets=len(sockets))
+            await sio.eio.disconnect()
 
 
 def create_app(
@@ -187,22 +231,26 @@ def create_app(
         chat_app._namespace, chat_app._service, chat_app._sio = namespace, service, sio
         if fanout is not None:
             fanout.start()
-        housekeeping = asyncio.create_task(_housekeeping(service, namespace, metrics))
+        housekeeping = BackgroundLoop(
+            "housekeeping", Housekeeping(service, namespace, metrics).tick, HEARTBEAT_S
+        )
+        chat_app._loops.append(housekeeping)
+        housekeeping.start()
         log.info("node_started", node_id=node_id)
         try:
             yield
         finally:
-            housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await housekeeping
+            deadline = chat_app.deadline()
             await chat_app.drain()
-            await service.drain()
-            await verifier.flush()
-            await http.aclose()
-            await storage.close()
+            await chat_app.stop_loops()
+            await deadline.run(service.drain(), "background_work", keep_s=CLOSE_RESERVE_S)
+            await deadline.run(verifier.flush(), "auth_cache_flush", keep_s=CLOSE_RESERVE_S)
+            await deadline.run(http.aclose(), "http_client_close", keep_s=CLOSE_RESERVE_S)
+            if not await deadline.run(storage.close(), "postgres_close"):
+                storage.terminate()
             if fanout is not None:
-                await fanout.aclose()
-            await redis.aclose()
+                await deadline.run(fanout.aclose(), "fanout_close", keep_s=CLOSE_RESERVE_S)
+            await deadline.run(redis.aclose(), "redis_close")
             log.info("node_stopped", node_id=node_id)
 
     api = FastAPI(
@@ -228,7 +276,7 @@ def create_app(
 
     chat_app = ChatApp(
         socketio.ASGIApp(sio, other_asgi_app=api, socketio_path="socket.io"),
-        _drain_timeout_s=settings.server.shutdown_timeout_s / 2,
+        shutdown_timeout_s=settings.server.shutdown_timeout_s,
     )
     return chat_app
 
@@ -243,25 +291,31 @@ def _ping_db(api: FastAPI) -> Any:
     return ping
 
 
-async def _housekeeping(service: ChatService, namespace: ChatNamespace, metrics: Metrics) -> None:
+class Housekeeping:
     """The node's shared timer: heartbeat, presence refresh, and reaping of dead nodes."""
-    loop = asyncio.get_running_loop()
-    last_refresh = 0.0
-    healthy = True
-    while True:
+
+    def __init__(self, service: ChatService, namespace: ChatNamespace, metrics: Metrics) -> None:
+        self._service = service
+        self._namespace = namespace
+        self._metrics = metrics
+        self._last_refresh = 0.0
+        self._healthy = True
+
+    async def tick(self) -> None:
+        presence = self._service.presence
+        now = asyncio.get_running_loop().time()
         try:
             # A lapsed heartbeat means Redis lost our keys (a restart, however quick).
-            intact = await service.presence.heartbeat()
-            if not (healthy and intact) or loop.time() - last_refresh >= PRESENCE_REFRESH_S:
-                await service.presence.refresh(namespace.sessions.users())
-                last_refresh = loop.time()
-            offline = await service.presence.reap_dead_nodes()
+            intact = await presence.heartbeat()
+            if not (self._healthy and intact) or now - self._last_refresh >= PRESENCE_REFRESH_S:
+                await presence.refresh(self._namespace.sessions.users())
+                self._last_refresh = now
+            offline = await presence.reap_dead_nodes()
             if offline:
                 log.info("dead_node_reaped", users_offline=len(offline))
-                await service.went_offline(offline)
-            healthy = True
+                await self._service.went_offline(offline)
+            self._healthy = True
         except ChatError as exc:
-            healthy = False
-            metrics.backend_errors.labels("redis").inc()
+            self._healthy = False
+            self._metrics.backend_errors.labels("redis").inc()
             log.warning("housekeeping_failed", error=exc.message)
-        await asyncio.sleep(HEARTBEAT_S)

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import socket
 import sys
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
+from types import FrameType
+from typing import NoReturn
 
 import jwt
 import structlog
@@ -19,10 +23,19 @@ import structlog
 from marketplace_chat import seams
 from marketplace_chat.embedded import EmbeddedServers
 from marketplace_chat.logs import configure_logging
-from marketplace_chat.preflight import Finding, masked, probe
-from marketplace_chat.settings import Settings, SettingsError, VerifierKind
+from marketplace_chat.preflight import check, reach
+from marketplace_chat.settings import Settings, SettingsError
 
 log = structlog.get_logger("marketplace_chat")
+
+# uvicorn's graceful phase (connections finishing their responses) may use this share of what is
+# left of the shutdown deadline after the drain; the rest is for closing the pools.
+GRACEFUL_SHARE = 0.5
+# After the server has stopped, the tasks still running get this long to take their cancel.
+TEARDOWN_S = 0.2
+# The watchdog ends the process this long after the deadline if the stop has not ended it: the
+# contract allows the deadline plus one second in all.
+WATCHDOG_MARGIN_S = 0.5
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,11 +100,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         if differing := seams.other_versions():
             log.warning("library_versions_differ", installed=differing)
-        return serve(settings)
+        exit_now(serve(settings))
     except SettingsError as exc:
         for problem in exc.problems or (str(exc),):
             print(f"marketplace-chat: configuration error: {problem}", file=sys.stderr)
         return 2
+
+
+def exit_now(code: int) -> NoReturn:
+    """End a stopped service at once. Everything it started is stopped by now; what is left is
+    the interpreter's own teardown of a large process, which took half a second on a busy
+    2-core machine: half of the margin the shutdown deadline allows."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def write_asyncapi(output: str | None) -> int:
@@ -123,9 +146,11 @@ def mint_token(settings: Settings, user_id: int, ttl_s: int) -> str:
 
 
 @contextmanager
-def backends(settings: Settings) -> Iterator[tuple[str, str]]:
+def backends(
+    settings: Settings, embedded: EmbeddedServers | None = None
+) -> Iterator[tuple[str, str]]:
     """The configured PostgreSQL and Redis, or embedded ones started (and stopped) here."""
-    embedded = EmbeddedServers(settings.server.data_dir)
+    embedded = embedded or EmbeddedServers(settings.server.data_dir)
     try:
         dsn = settings.database.dsn()
         database = "configured"
@@ -141,93 +166,30 @@ def backends(settings: Settings) -> Iterator[tuple[str, str]]:
             redis=redis,
             data_dir=str(settings.server.data_dir) if "embedded" in (database, redis) else None,
         )
+        if embedded.stale_handles or embedded.stale_redis:
+            log.warning(
+                "embedded_leftovers",
+                dead_postgres_users=embedded.stale_handles,
+                stale_redis_stopped=embedded.stale_redis,
+            )
         yield dsn, redis_url
     finally:
         embedded.stop()
 
 
-def reach(dsn: str, redis_url: str) -> None:
-    """Fail with one line per backend that does not answer, before anything is started on it."""
-    findings = asyncio.run(_reach(dsn, redis_url))
-    down = [f"{f.name}: cannot reach it ({f.detail})" for f in findings if not f.ok]
-    if down:
-        raise SettingsError(*down)
-
-
-async def _reach(dsn: str | None, redis_url: str | None) -> list[Finding]:
-    """Probe the backends given (None: not configured, nothing to probe)."""
-    import asyncpg
-
-    from marketplace_chat.realtime.connection import connect
-
-    async def postgres() -> str:
-        assert dsn is not None
-        conn = await asyncpg.connect(dsn, timeout=5)
-        try:
-            server = await conn.fetchval("SHOW server_version")
-            migrated = await conn.fetchval("SELECT to_regclass('chat.alembic_version') IS NOT NULL")
-        finally:
-            await conn.close()
-        return f"PostgreSQL {server} at {masked(dsn)}, schema chat " + (
-            "present" if migrated else "not migrated yet"
-        )
-
-    async def redis() -> str:
-        assert redis_url is not None
-        client = connect(redis_url, timeout_s=5)
-        try:
-            info = await client.info("server")
-        finally:
-            await client.aclose()
-        return f"Redis {info.get('redis_version', '?')} at {masked(redis_url)}"
-
-    probes = []
-    if dsn is not None:
-        probes.append(probe("DATABASE_URL", postgres))
-    if redis_url is not None:
-        probes.append(probe("REDIS_URL", redis))
-    return list(await asyncio.gather(*probes))
-
-
-def check(settings: Settings) -> int:
-    """Print what the settings reach; exit 0 when everything answers, 2 when something does not."""
-    findings: list[Finding] = []
+def bind_listener(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before anything else starts: a port in use is then one
+    clear error at once, not a half-started service that uvicorn cannot shut down."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        kind = settings.verifier_kind()
-        findings.append(Finding("verifier", True, kind.value))
-    except SettingsError as exc:
-        findings.append(Finding("verifier", False, str(exc)))
-        kind = None
-    dsn, redis_url = settings.database.dsn(), settings.redis.dsn()
-    if dsn is None or redis_url is None:
-        findings.append(
-            Finding("backends", True, "embedded servers start for what is not configured")
-        )
-    findings += asyncio.run(_check_remote(settings, dsn, redis_url, kind))
-    for finding in findings:
-        print(finding.line())
-    return 0 if all(f.ok for f in findings) else 2
-
-
-async def _check_remote(
-    settings: Settings, dsn: str | None, redis_url: str | None, kind: VerifierKind | None
-) -> list[Finding]:
-    import httpx
-
-    found = await _reach(dsn, redis_url)
-    api = settings.auth.marketplace_api_url
-    if kind is VerifierKind.REMOTE and api:
-        url = api.rstrip("/") + "/" + settings.auth.auth_verify_path.lstrip("/")
-
-        async def marketplace_api() -> str:
-            async with httpx.AsyncClient(timeout=5, follow_redirects=False) as http:
-                answer = await http.get(url)
-            if answer.status_code >= 500:
-                raise RuntimeError(f"{url} answered {answer.status_code}")
-            return f"{url} answered {answer.status_code} without a token"
-
-        found.append(await probe("MARKETPLACE_API_URL", marketplace_api))
-    return found
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def migrate(settings: Settings) -> int:
@@ -241,33 +203,63 @@ def migrate(settings: Settings) -> int:
 
 
 def serve(settings: Settings) -> int:
+    try:
+        listener = bind_listener(settings.server.listen_host, settings.server.port)
+    except OSError as exc:
+        log.error(
+            "bind_failed",
+            host=settings.server.listen_host,
+            port=settings.server.port,
+            error=exc.strerror or type(exc).__name__,
+        )
+        return 1
+    embedded = EmbeddedServers(settings.server.data_dir, guard=True)
+    with listener, backends(settings, embedded) as (dsn, redis_url):
+        run_server(settings, listener, dsn, redis_url, embedded)
+    return 0
+
+
+def run_server(
+    settings: Settings,
+    listener: socket.socket,
+    dsn: str,
+    redis_url: str,
+    embedded: EmbeddedServers,
+) -> None:
     import uvicorn
+
+    from marketplace_chat.app import CLOSE_RESERVE_S, ChatApp, create_app
+    from marketplace_chat.gateway.http_protocol import http_protocol
+    from marketplace_chat.gateway.transport import MAX_PAYLOAD_BYTES, ChatWebSocketProtocol
+    from marketplace_chat.storage.migrate import upgrade
 
     class DrainingServer(uvicorn.Server):
         """On SIGTERM, drains the chat (events in flight, presence, sockets) before uvicorn
-        closes its connections, so that long-polling requests do not hold the exit up.
+        closes its connections, so that long-polling requests do not hold the exit up; the
+        whole stop keeps one deadline, and a watchdog ends the process if it does not."""
 
-        The drain and uvicorn's wait for the requests still running share one deadline,
-        `SHUTDOWN_TIMEOUT_S` from the signal: whatever a peer holds open, the process exits.
-        """
-
-        def __init__(
-            self, config: uvicorn.Config, drain: Callable[[], Awaitable[None]], budget_s: float
-        ) -> None:
+        def __init__(self, config: uvicorn.Config, app: ChatApp) -> None:
             super().__init__(config)
-            self._drain = drain
-            self._budget_s = budget_s
+            self._app = app
+            self._watchdog: threading.Timer | None = None
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            if self._watchdog is None:
+                self._app.deadline()  # the deadline counts from the signal
+                self._watchdog = threading.Timer(
+                    self._app.shutdown_timeout_s + WATCHDOG_MARGIN_S, _force_exit, (embedded,)
+                )
+                self._watchdog.daemon = True
+                self._watchdog.start()
+            super().handle_exit(sig, frame)
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + self._budget_s
-            try:
-                # At least a second is left for the requests still running to finish.
-                async with asyncio.timeout_at(deadline - min(1.0, self._budget_s / 2)):
-                    await self._drain()
-            except TimeoutError:
-                log.warning("drain_timed_out", budget_s=self._budget_s)
-            self.config.timeout_graceful_shutdown = max(1, int(deadline - loop.time()))
+            deadline = self._app.deadline()
+            await self._app.drain()
+            # uvicorn hands this to asyncio.wait_for, which takes fractions of a second too.
+            self.config.timeout_graceful_shutdown = deadline.share(  # type: ignore[assignment]
+                GRACEFUL_SHARE, CLOSE_RESERVE_S
+            )
             await super().shutdown(sockets)
 
         @contextmanager
@@ -279,43 +271,62 @@ def serve(settings: Settings) -> int:
                 yield
                 self._captured_signals.clear()
 
-    from marketplace_chat.app import create_app
-    from marketplace_chat.gateway.http_protocol import http_protocol
-    from marketplace_chat.gateway.transport import MAX_PAYLOAD_BYTES, ChatWebSocketProtocol
-    from marketplace_chat.storage.migrate import upgrade
+    reach(dsn, redis_url)
+    if settings.server.migrate_on_start:
+        upgrade(dsn)
+    app = create_app(settings, dsn, redis_url)
+    config = uvicorn.Config(
+        app.asgi,
+        host=settings.server.listen_host,
+        port=settings.server.port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        # httptools, with a deadline on request headers.
+        http=http_protocol(settings.server.http_header_timeout_s),
+        timeout_keep_alive=settings.server.http_keep_alive_timeout_s,
+        ws=ChatWebSocketProtocol,
+        ws_per_message_deflate=settings.server.ws_compression,
+        # A frame above Engine.IO's packet limit is refused by the WebSocket parser before it is
+        # assembled (uvicorn's default would take 16 MiB).
+        ws_max_size=MAX_PAYLOAD_BYTES,
+        # Engine.IO pings every socket itself; a second, WebSocket-level keepalive per
+        # connection would only add timers and frames.
+        ws_ping_interval=None,
+        ws_ping_timeout=None,
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+    )
+    log.info(
+        "listening",
+        host=settings.server.listen_host,
+        port=settings.server.port,
+        env=settings.server.chat_env.value,
+        verifier=settings.verifier_kind().value,
+    )
+    server = DrainingServer(config, app)
+    loop = (config.get_loop_factory() or asyncio.new_event_loop)()
+    try:
+        loop.run_until_complete(server.serve(sockets=[listener]))
+        loop.run_until_complete(_cancel_leftovers(TEARDOWN_S))
+    finally:
+        loop.close()
 
-    with backends(settings) as (dsn, redis_url):
-        reach(dsn, redis_url)
-        if settings.server.migrate_on_start:
-            upgrade(dsn)
-        app = create_app(settings, dsn, redis_url)
-        config = uvicorn.Config(
-            app.asgi,
-            host=settings.server.listen_host,
-            port=settings.server.port,
-            loop="uvloop" if sys.platform != "win32" else "asyncio",
-            # httptools, with a deadline on request headers.
-            http=http_protocol(settings.server.http_header_timeout_s),
-            timeout_keep_alive=settings.server.http_keep_alive_timeout_s,
-            ws=ChatWebSocketProtocol,
-            ws_per_message_deflate=settings.server.ws_compression,
-            # A frame above Engine.IO's packet limit is refused by the WebSocket parser before
-            # it is assembled (uvicorn's default would take 16 MiB).
-            ws_max_size=MAX_PAYLOAD_BYTES,
-            # Engine.IO pings every socket itself; a second, WebSocket-level keepalive per
-            # connection would only add timers and frames.
-            ws_ping_interval=None,
-            ws_ping_timeout=None,
-            lifespan="on",
-            access_log=False,
-            log_config=None,
-        )
-        log.info(
-            "listening",
-            host=settings.server.listen_host,
-            port=settings.server.port,
-            env=settings.server.chat_env.value,
-            verifier=settings.verifier_kind().value,
-        )
-        DrainingServer(config, app.drain, settings.server.shutdown_timeout_s).run()
-    return 0
+
+async def _cancel_leftovers(timeout_s: float) -> None:
+    """What asyncio.run does at the end, with a bound: the tasks a bounded step left behind
+    are cancelled and given `timeout_s` to end; one that ignores its cancel is left to the
+    closing loop instead of holding the exit."""
+    tasks = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout_s)
+
+
+def _force_exit(embedded: EmbeddedServers) -> None:
+    """The watchdog's last resort, from its own thread: whatever still hangs (a driver that
+    swallowed a cancel, a thread blocked in a socket), the embedded servers are stopped at once
+    and the process ends, one margin after the shutdown deadline."""
+    log.error("shutdown_deadline_exceeded", action="exit now")
+    embedded.kill()
+    os._exit(1)

@@ -12,11 +12,14 @@ import asyncio
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
+
+if TYPE_CHECKING:  # settings.py reads this module's helpers: no import of it at run time here
+    from marketplace_chat.settings import Settings, VerifierKind
 
 SECRET_VARIABLES = frozenset(
     {"JWT_SECRET", "JWT_PUBLIC_KEY", "DATABASE_PASSWORD", "REDIS_PASSWORD", "ADMIN_API_KEY"}
@@ -130,3 +133,93 @@ async def probe(name: str, attempt: Callable[[], Any]) -> Finding:
 def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return masked(text)[:200]
+
+
+def reach(dsn: str, redis_url: str) -> None:
+    """Fail with one line per backend that does not answer, before anything is started on it."""
+    from marketplace_chat.settings import SettingsError
+
+    findings = asyncio.run(_reach(dsn, redis_url))
+    down = [f"{f.name}: cannot reach it ({f.detail})" for f in findings if not f.ok]
+    if down:
+        raise SettingsError(*down)
+
+
+async def _reach(dsn: str | None, redis_url: str | None) -> list[Finding]:
+    """Probe the backends given (None: not configured, nothing to probe)."""
+    import asyncpg
+
+    from marketplace_chat.realtime.connection import connect
+
+    async def postgres() -> str:
+        assert dsn is not None
+        conn = await asyncpg.connect(dsn, timeout=5)
+        try:
+            server = await conn.fetchval("SHOW server_version")
+            migrated = await conn.fetchval("SELECT to_regclass('chat.alembic_version') IS NOT NULL")
+        finally:
+            await conn.close()
+        return f"PostgreSQL {server} at {masked(dsn)}, schema chat " + (
+            "present" if migrated else "not migrated yet"
+        )
+
+    async def redis() -> str:
+        assert redis_url is not None
+        client = connect(redis_url, timeout_s=5)
+        try:
+            info = await client.info("server")
+        finally:
+            await client.aclose()
+        return f"Redis {info.get('redis_version', '?')} at {masked(redis_url)}"
+
+    probes = []
+    if dsn is not None:
+        probes.append(probe("DATABASE_URL", postgres))
+    if redis_url is not None:
+        probes.append(probe("REDIS_URL", redis))
+    return list(await asyncio.gather(*probes))
+
+
+def check(settings: Settings) -> int:
+    """Print what the settings reach; exit 0 when everything answers, 2 when something does not."""
+    from marketplace_chat.settings import SettingsError
+
+    findings: list[Finding] = []
+    try:
+        kind = settings.verifier_kind()
+        findings.append(Finding("verifier", True, kind.value))
+    except SettingsError as exc:
+        findings.append(Finding("verifier", False, str(exc)))
+        kind = None
+    dsn, redis_url = settings.database.dsn(), settings.redis.dsn()
+    if dsn is None or redis_url is None:
+        findings.append(
+            Finding("backends", True, "embedded servers start for what is not configured")
+        )
+    findings += asyncio.run(_check_remote(settings, dsn, redis_url, kind))
+    for finding in findings:
+        print(finding.line())
+    return 0 if all(f.ok for f in findings) else 2
+
+
+async def _check_remote(
+    settings: Settings, dsn: str | None, redis_url: str | None, kind: VerifierKind | None
+) -> list[Finding]:
+    import httpx
+
+    from marketplace_chat.settings import VerifierKind
+
+    found = await _reach(dsn, redis_url)
+    api = settings.auth.marketplace_api_url
+    if kind is VerifierKind.REMOTE and api:
+        url = api.rstrip("/") + "/" + settings.auth.auth_verify_path.lstrip("/")
+
+        async def marketplace_api() -> str:
+            async with httpx.AsyncClient(timeout=5, follow_redirects=False) as http:
+                answer = await http.get(url)
+            if answer.status_code >= 500:
+                raise RuntimeError(f"{url} answered {answer.status_code}")
+            return f"{url} answered {answer.status_code} without a token"
+
+        found.append(await probe("MARKETPLACE_API_URL", marketplace_api))
+    return found

@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import inspect
 import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -45,6 +47,29 @@ async def eventually(
         if time.monotonic() - started > timeout:
             raise AssertionError(f"not within {timeout}s: {what}")
         await asyncio.sleep(interval)
+
+
+# -- processes -------------------------------------------------------------------------------
+
+
+def children_of(parent: int) -> list[int]:
+    """The live processes whose parent is ``parent`` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == parent and fields[0] != "Z":
+                found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 # -- private backends ------------------------------------------------------------------------
@@ -104,6 +129,15 @@ class PrivateRedis:
         await self.kill()
         raise RuntimeError("private Redis did not start in time")
 
+    def freeze(self) -> None:
+        """SIGSTOP: the server keeps its connections and answers nothing (a hung host)."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
     async def kill(self) -> None:
         """SIGKILL: the server vanishes with everything it held."""
         proc, self.proc = self.proc, None
@@ -139,6 +173,22 @@ class PrivatePostgres:
         servers, self._servers = self._servers, None
         if servers is not None:
             await asyncio.to_thread(servers.stop)
+
+    def _processes(self) -> list[int]:
+        """The postmaster and every process it forked."""
+        postmaster = int((self.data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+        return [postmaster, *children_of(postmaster)]
+
+    def freeze(self) -> None:
+        """SIGSTOP to the whole server: connections stay open and nothing answers."""
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        for pid in self._processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
 
     async def __aenter__(self) -> PrivatePostgres:
         await self.start()

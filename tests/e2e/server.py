@@ -53,6 +53,11 @@ class ChatServer:
             return ""
 
     async def start(self, workdir: Path) -> None:
+        await self.launch(workdir)
+        await self._wait_healthy()
+
+    async def launch(self, workdir: Path) -> None:
+        """Start the process without waiting for it to become healthy."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(SCRUBBED_PREFIXES)}
         env["PYTHONUNBUFFERED"] = "1"  # the log file is read while the server runs
         for key, value in self.env.items():
@@ -74,7 +79,6 @@ class ChatServer:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
             )
-        await self._wait_healthy()
 
     async def _wait_healthy(self) -> None:
         assert self.proc is not None

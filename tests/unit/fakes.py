@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +32,48 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
+
+    def monotonic(self) -> float:
+        return self._now.timestamp()
+
+
+class FakePacer:
+    """A loop's pacer on the fake clock: a pause ends when :meth:`advance` moves the clock past
+    it, or at once when the loop's stop event is set."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self._paused: list[tuple[datetime, asyncio.Future[None]]] = []
+
+    @property
+    def paused(self) -> int:
+        return len(self._paused)
+
+    async def pause(self, seconds: float, stop: asyncio.Event) -> None:
+        entry = (self.clock.now() + timedelta(seconds=seconds), asyncio.Future[None]())
+        self._paused.append(entry)
+        stopped: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({entry[1], stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            self._paused.remove(entry)
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        for due, woken in self._paused:
+            if due <= self.clock.now() and not woken.done():
+                woken.set_result(None)
+
+
+async def until(condition: Callable[[], bool], rounds: int = 1000) -> None:
+    """Let the event loop run until ``condition`` holds (no timer involved); fails after
+    ``rounds`` passes of the loop."""
+    for _ in range(rounds):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError("condition not reached")
 
 
 @dataclass

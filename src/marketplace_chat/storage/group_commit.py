@@ -192,7 +192,9 @@ class GroupCommitter:
 def unreachable(exc: BaseException) -> bool:
     """Whether a failure says the database is out of reach (no connection, timed out, shutting
     down, out of connections) rather than refusing something in the statement's rows."""
-    cause = exc.__cause__ if isinstance(exc, Unavailable) else exc
+    # The storage raises Unavailable `from None` (no driver traceback in the logs); the driver's
+    # error is still its context.
+    cause = (exc.__cause__ or exc.__context__) if isinstance(exc, Unavailable) else exc
     return isinstance(
         cause,
         OSError

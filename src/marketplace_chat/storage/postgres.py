@@ -17,6 +17,8 @@ from marketplace_chat.errors import NotFound, Unavailable, ValidationFailed
 from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
 from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS, GroupCommitter, unreachable
+from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool
+from marketplace_chat.storage.pool import configure_connection as configure_connection
 
 # Participants never change, so a bounded in-process map spares a query on every event.
 PARTICIPANTS_CACHE_SIZE = 100_000
@@ -189,17 +191,8 @@ class PostgresStorage:
         cls, dsn: str, *, min_size: int, max_size: int, timeout_s: float
     ) -> PostgresStorage:
         try:
-            pool = await asyncpg.create_pool(
-                dsn,
-                min_size=min_size,
-                max_size=max_size,
-                command_timeout=timeout_s,
-                timeout=timeout_s,
-                server_settings={"application_name": "marketplace-chat"},
-                reset=_no_reset,
-                init=configure_connection,
-            )
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            pool = await create_pool(dsn, min_size=min_size, max_size=max_size, timeout_s=timeout_s)
+        except DRIVER_ERRORS as exc:
             raise Unavailable(f"PostgreSQL is not reachable: {type(exc).__name__}") from None
         return cls(pool, timeout_s)
 
@@ -209,13 +202,8 @@ class PostgresStorage:
         try:
             async with self._pool.acquire(timeout=self._timeout) as conn:
                 yield conn
-        except (
-            OSError,
-            TimeoutError,
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-        ) as exc:
-            raise _unavailable(exc) from exc
+        except DRIVER_ERRORS as exc:
+            raise _unavailable(exc) from None
 
     async def participants(self, chat_id: str) -> Participants | None:
         cached = self._participants.get(chat_id)
@@ -275,8 +263,8 @@ class PostgresStorage:
         else:
             try:
                 result = await self._committer.add(message)
-            except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                raise _unavailable(exc) from exc
+            except DRIVER_ERRORS as exc:
+                raise _unavailable(exc) from None
         if result is None:
             raise NotFound("chatId: no such chat")
         return result
@@ -413,8 +401,13 @@ class PostgresStorage:
     async def close(self) -> None:
         await self._pool.close()
 
+    def terminate(self) -> None:
+        """Drop every connection at once: the end of a shutdown that ran out of time to close
+        the pool gracefully (a database that stopped answering)."""
+        self._pool.terminate()
 
-def _unavailable(exc: Exception) -> Unavailable:
+
+def _unavailable(exc: BaseException) -> Unavailable:
     """The client-facing error of a driver failure: an outage, or a refusal of this one request
     (a row that slipped past validation), which must not read as an outage in the logs."""
     if unreachable(exc):
@@ -424,15 +417,3 @@ def _unavailable(exc: Exception) -> Unavailable:
 
 class _LostRaceError(Exception):
     """A concurrent send with the same client message id committed first."""
-
-
-async def _no_reset(connection: asyncpg.Connection) -> None:
-    """Skip asyncpg's reset query on release: this storage leaves no session state behind (no
-    advisory locks, cursors, LISTEN or SET), and the reset costs a round trip per query."""
-
-
-async def configure_connection(connection: asyncpg.Connection) -> None:
-    """Ids travel as the strings the wire uses: no uuid.UUID built and printed again per row."""
-    await connection.set_type_codec(
-        "uuid", encoder=str, decoder=str, schema="pg_catalog", format="text"
-    )

@@ -1,0 +1,141 @@
+"""The asyncpg pool: connections that are never handed out again unless they are idle.
+
+asyncpg's own reset sends a query on every release; the storage leaves no session state behind,
+so that round trip buys nothing but the proof that the connection still works. The same proof is
+had for free by remembering how the connection's last statement ended: a statement that failed
+in the driver, the network or the server's shutdown (rather than with an ordinary SQL error, after
+which the server says it is ready again) leaves the connection in an unknown state, and such a
+connection is terminated on release and replaced by a fresh one. Without this, after a
+PostgreSQL restart the pool hands out connections whose protocol is still waiting for the dead
+server, and the next statement fails with asyncpg's `InternalClientError`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import asyncpg
+
+# Every error by which the driver says "the database did not answer": the edges of the storage
+# translate exactly these into `Unavailable`, without a traceback.
+DRIVER_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+# SQLSTATE classes after which the server is going away rather than refusing one statement:
+# 08 connection exception, 57 operator intervention (admin/crash shutdown, cannot connect now),
+# 53 insufficient resources, XX internal error.
+BROKEN_CLASSES = ("08", "57", "53", "XX")
+
+
+def leaves_connection_broken(exc: BaseException) -> bool:
+    """Whether a statement that ended in `exc` may have left its connection mid-protocol."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = str(getattr(exc, "sqlstate", "") or "")
+        return state[:2] in BROKEN_CLASSES
+    return True
+
+
+class GuardedConnection(asyncpg.Connection):
+    """A connection that remembers whether its last statement left it in doubt."""
+
+    broken: bool = False
+
+    def _note(self, exc: BaseException) -> None:
+        if leaves_connection_broken(exc):
+            self.broken = True
+
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().execute(*args, **kwargs)
+        except BaseException as exc:
+            self._note(exc)
+            raise
+
+    async def executemany(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().executemany(*args, **kwargs)
+        except BaseException as exc:
+            self._note(exc)
+            raise
+
+    async def fetch(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().fetch(*args, **kwargs)
+        except BaseException as exc:
+            self._note(exc)
+            raise
+
+    async def fetchrow(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().fetchrow(*args, **kwargs)
+        except BaseException as exc:
+            self._note(exc)
+            raise
+
+    async def fetchval(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().fetchval(*args, **kwargs)
+        except BaseException as exc:
+            self._note(exc)
+            raise
+
+
+class ConnectionNotIdleError(Exception):
+    """Raised by the pool's reset: asyncpg then terminates the connection instead of reusing it."""
+
+
+async def reset_or_discard(connection: asyncpg.Connection) -> None:
+    """The pool's reset: no round trip, and a connection that is not idle never goes back."""
+    if (
+        getattr(connection, "broken", False)
+        or connection.is_closed()
+        or connection.is_in_transaction()
+    ):
+        raise ConnectionNotIdleError
+
+
+async def configure_connection(connection: asyncpg.Connection) -> None:
+    """Ids travel as the strings the wire uses: no uuid.UUID built and printed again per row."""
+    await connection.set_type_codec(
+        "uuid", encoder=str, decoder=str, schema="pg_catalog", format="text"
+    )
+
+
+class ShortDriverWarnings(logging.Filter):
+    """asyncpg's pool logs its failed reconnects (while the database is away) with the whole
+    traceback; the fact and the error's type are what an operator needs, once per retry."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+_SHORT_WARNINGS = ShortDriverWarnings()
+
+
+async def create_pool(dsn: str, *, min_size: int, max_size: int, timeout_s: float) -> asyncpg.Pool:
+    pool_logger = logging.getLogger("asyncpg.pool")
+    if _SHORT_WARNINGS not in pool_logger.filters:
+        pool_logger.addFilter(_SHORT_WARNINGS)
+    return await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=timeout_s,
+        timeout=timeout_s,
+        server_settings={"application_name": "marketplace-chat"},
+        connection_class=GuardedConnection,
+        reset=reset_or_discard,
+        init=configure_connection,
+    )
