@@ -21,6 +21,7 @@ import jwt
 import structlog
 
 from marketplace_chat import seams
+from marketplace_chat.banner import Banner
 from marketplace_chat.embedded import EXTRA_HINT, EmbeddedServers, embedded_installed
 from marketplace_chat.logs import configure_logging
 from marketplace_chat.preflight import check, reach
@@ -179,6 +180,17 @@ def backends(
         embedded.stop()
 
 
+def banner(settings: Settings) -> str:
+    embedded = f"embedded (data in {settings.server.data_dir})"
+    return Banner(
+        host=settings.server.listen_host,
+        port=settings.server.port,
+        database="configured" if settings.database.dsn() else embedded,
+        redis="configured" if settings.redis.dsn() else "embedded (in memory)",
+        verifier=settings.verifier_kind().value,
+    ).text()
+
+
 def bind_listener(host: str, port: int) -> socket.socket:
     """The listening socket, bound before anything else starts: a port in use is then one
     clear error at once, not a half-started service that uvicorn cannot shut down."""
@@ -305,6 +317,8 @@ def run_server(
         env=settings.server.chat_env.value,
         verifier=settings.verifier_kind().value,
     )
+    if settings.development:
+        print(banner(settings), flush=True)
     server = DrainingServer(config, app)
     loop = (config.get_loop_factory() or asyncio.new_event_loop)()
     try:

@@ -139,3 +139,15 @@ def test_serve_stops_with_one_line_when_postgres_cannot_be_reached(
     assert len(err) == 2
     assert err[0].startswith("marketplace-chat: configuration error: DATABASE_URL: cannot reach")
     assert err[1].startswith("marketplace-chat: configuration error: REDIS_URL: cannot reach")
+
+
+def test_the_development_banner_says_where_it_runs_and_how_to_get_a_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHAT_ENV", "development")
+    text = cli.banner(Settings.load(env_file=None))
+    assert "http://localhost:3001/chat" in text
+    assert "http://localhost:3001/docs" in text
+    assert "marketplace-chat token --dev --user 42" in text
+    assert "PostgreSQL   embedded" in text
+    assert "Redis        embedded" in text
