@@ -241,6 +241,9 @@ class EmbeddedServers:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+            # Its own session: a Ctrl-C to the terminal's process group is for the service, which
+            # stops this Redis itself once it has drained (and the parent-death signal if not).
+            start_new_session=True,
         )
         pid_file.write_text(str(self._redis.pid))
         deadline = time.monotonic() + REDIS_START_TIMEOUT_S

@@ -126,13 +126,15 @@ class StreamsManager(LeanFanout, AsyncPubSubManager):  # type: ignore[misc]
 
     async def aclose(self) -> None:
         """Stop the reader and the retries, and close the connections (bounded by the caller)."""
-        self._stopping.set()
         tasks = [t for t in (getattr(self, "thread", None), self._retry) if t is not None]
+        # Cancelled before the stop event is set: a reader woken by the event instead would end
+        # its listen loop, which python-socketio logs as an error.
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(BaseException):
                 await task
+        self._stopping.set()
         for client in (self._writer, self._reader):
             if client is not None:
                 with contextlib.suppress(Exception):
