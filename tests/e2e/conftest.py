@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 
 from .fakeapi import FakeMarketplaceApi
+from .faultkit import PrivatePostgres, PrivateRedis
 from .jsclient import JS_DIR, Bridge, JsClient, NodeBridge
 from .server import ChatServer, free_port
 from .tokens import TEST_JWT_SECRET, Tokens, new_user_id
@@ -224,3 +226,24 @@ async def redis(redis_url: str) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.from_url(redis_url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest_asyncio.fixture
+async def private_postgres() -> AsyncIterator[PrivatePostgres]:
+    """A PostgreSQL of this test's own, to stop, restart and freeze."""
+    # Not under pytest's tmp_path: every pytest run that starts (another session's, say) takes the
+    # group and other bits off /tmp/pytest-of-<user>, and the embedded server, which runs as
+    # another user when we are root, then loses its way to its own files.
+    data_dir = Path(tempfile.mkdtemp(prefix="chat-e2e-pg-"))
+    try:
+        async with PrivatePostgres(data_dir) as postgres:
+            yield postgres
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest_asyncio.fixture
+async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
+    """A Redis of this test's own, to kill, restart and freeze."""
+    async with PrivateRedis(tmp_path / "private-redis") as redis:
+        yield redis

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -149,19 +147,6 @@ class SendLoad:
         await asyncio.gather(*self._tasks)
 
 
-@pytest_asyncio.fixture
-async def private_postgres() -> AsyncIterator[PrivatePostgres]:
-    # Not under pytest's tmp_path: every pytest run that starts (another session's, say) takes the
-    # group and other bits off /tmp/pytest-of-<user>, and the embedded server, which runs as
-    # another user when we are root, then loses its way to its own files.
-    data_dir = Path(tempfile.mkdtemp(prefix="chat-e2e-pg-"))
-    try:
-        async with PrivatePostgres(data_dir) as postgres:
-            yield postgres
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-
-
 async def test_postgres_outage_fails_sends_fast_and_the_service_recovers_by_itself(
     bridge: Bridge,
     server_factory: ServerFactory,
@@ -277,12 +262,6 @@ RESUBSCRIBE_S = 5.0
 # docs/deploy.md: presence re-asserted within 5 s of Redis coming back; allow for the tick.
 PRESENCE_BACK_S = 10.0
 ANSWER_WITHIN_S = 3.0
-
-
-@pytest_asyncio.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    async with PrivateRedis(tmp_path / "private-redis") as redis:
-        yield redis
 
 
 @pytest_asyncio.fixture

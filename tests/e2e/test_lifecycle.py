@@ -16,12 +16,11 @@ import signal
 import socket
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-import pytest_asyncio
 
 from .conftest import ServerFactory
 from .faultkit import (
@@ -52,26 +51,10 @@ LONG_POLLS = 300
 RESTARTS = 3
 
 
-@pytest_asyncio.fixture
-async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
-    async with PrivateRedis(tmp_path / "private-redis") as redis:
-        yield redis
-
-
 def _outside_pytest_tmp(prefix: str) -> Path:
     # As in test_faults: the embedded PostgreSQL runs as another user when we are root, and
     # pytest takes the group bits off its own temporary folders.
     return Path(tempfile.mkdtemp(prefix=prefix))
-
-
-@pytest_asyncio.fixture
-async def private_postgres() -> AsyncIterator[PrivatePostgres]:
-    data_dir = _outside_pytest_tmp("chat-e2e-pg-")
-    try:
-        async with PrivatePostgres(data_dir) as postgres:
-            yield postgres
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 async def _sigterm_and_time_the_exit(server: ChatServer) -> float:

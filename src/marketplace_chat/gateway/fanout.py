@@ -28,7 +28,8 @@ class LeanFanout:
 
     For the events named in `keyed_events`, whose payload is an object with an `id`, the node
     remembers the ids it delivered itself or saw another node deliver, so that a repeat can be
-    sent only when no node is known to have sent the original (`delivered`).
+    sent only when no node is known to have sent the original (`delivered`), and an entry read
+    twice (a batch appended again after its first append's reply was lost) is delivered once.
     """
 
     # Provided by python-socketio's managers; declared here for the type checker.
@@ -52,14 +53,18 @@ class LeanFanout:
         """Whether an event keyed `key` went out from this node or reached it from another."""
         return key in self._recent
 
-    def _remember(self, event: str, payload: list[Any]) -> None:
+    def _remember(self, event: str, payload: list[Any]) -> bool:
+        """Note a keyed event's id; False when this node had already delivered or seen it."""
         if event in self.keyed_events and payload and isinstance(payload[0], dict):
             key = payload[0].get("id")
             if isinstance(key, str):
                 recent = self._recent
+                if key in recent:
+                    return False
                 recent[key] = None
                 if len(recent) > RECENT_KEYS:
                     del recent[next(iter(recent))]
+        return True
 
     # The stock manager finds a leaving socket's rooms by scanning every room of the namespace,
     # so a mass disconnect costs the square of the sockets (minutes of CPU at 5,000). An index of
@@ -142,7 +147,10 @@ class LeanFanout:
             await super()._handle_emit(message)  # type: ignore[misc]
             return
         event = str(message.get("event"))
-        self._remember(event, data)
+        if not self._remember(event, data):
+            # Already delivered here: a batch appended twice (its first append's reply was lost
+            # with the connection), or a repeat of a message another node had delivered.
+            return
         await self._deliver_here(
             event,
             data,

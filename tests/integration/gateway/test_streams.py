@@ -222,3 +222,16 @@ async def test_a_keyed_event_is_known_as_delivered_on_the_node_that_sent_it_and_
     assert not a.delivered("t-1")  # not a keyed event
     assert not b.delivered("t-1")
     assert not b.delivered("m-2")
+
+
+async def test_a_keyed_event_read_twice_is_delivered_once_on_the_other_node(
+    make_node: MakeNode,
+) -> None:
+    a, _ = await make_node(1, keyed_events=frozenset({"message:new"}))
+    _, b_server = await make_node(2, keyed_events=frozenset({"message:new"}))
+    # As when a batch is appended again because the reply to its first append was lost.
+    await a.emit("message:new", {"id": "m-9"}, to="u:2", namespace=NS)
+    await a.emit("message:new", {"id": "m-9"}, to="u:2", namespace=NS)
+    await a.emit("typing:start", {"id": "marker"}, to="u:2", namespace=NS)
+    await eventually(lambda: {"id": "marker"} in b_server.payloads("e2"), "node B read past both")
+    assert b_server.payloads("e2") == [{"id": "m-9"}, {"id": "marker"}]
