@@ -130,6 +130,8 @@ def test_serve_without_the_embedded_extra_and_no_backends_says_what_to_do(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(cli, "embedded_installed", lambda: False)
+    # The service's logging would bind the loggers to this test's captured stdout for good.
+    monkeypatch.setattr(cli, "configure_logging", lambda level, fmt: None)
     assert cli.main(["migrate"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "pip install 'marketplace-chat[embedded]'" in line

@@ -134,6 +134,8 @@ def test_serve_stops_with_one_line_when_postgres_cannot_be_reached(
     monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
     monkeypatch.setenv("JWT_SECRET", "a-secret-long-enough-for-hs256-000000")
     monkeypatch.setenv("LOG_LEVEL", "CRITICAL")
+    # The service's logging would bind the loggers to this test's captured stdout for good.
+    monkeypatch.setattr(cli, "configure_logging", lambda level, fmt: None)
     assert cli.main(["migrate"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2

@@ -33,6 +33,8 @@ def test_serve_refuses_to_start_with_one_line_when_a_name_is_missing(
     monkeypatch.setattr(seams, "NEEDED", (("uvicorn", "Server._no_such_method"),))
     monkeypatch.setenv("CHAT_ENV", "development")
     monkeypatch.setenv("LOG_LEVEL", "CRITICAL")
+    # The service's logging would bind the loggers to this test's captured stdout for good.
+    monkeypatch.setattr(cli, "configure_logging", lambda level, fmt: None)
     assert cli.main(["serve"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert line.startswith("marketplace-chat: cannot start: ")
