@@ -13,9 +13,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     ValidationError,
     WithJsonSchema,
-    field_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -150,13 +150,26 @@ class UsersOnlineQuery(Payload):
     user_ids: list[Id] | None = Field(default=None, max_length=500)
 
 
-class TokenRefresh(Payload):
-    token: Text = Field(min_length=1, max_length=MAX_TOKEN_LENGTH)
+def _token(value: object) -> str:
+    """Any non-empty string, lone surrogates included: what is in a token is the verifier's to
+    judge (TOKEN_INVALID), as in a handshake, not the payload's (pydantic's own str refuses a
+    lone surrogate)."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    token = value.strip()
+    if not token:
+        raise ValueError("must not be empty")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise ValueError(f"must be at most {MAX_TOKEN_LENGTH} characters")
+    return token
 
-    @field_validator("token")
-    @classmethod
-    def _strip(cls, value: str) -> str:
-        return value.strip()
+
+class TokenRefresh(Payload):
+    token: Annotated[
+        str,
+        PlainValidator(_token, json_schema_input_type=str),
+        WithJsonSchema({"type": "string", "minLength": 1, "maxLength": MAX_TOKEN_LENGTH}),
+    ]
 
 
 P = TypeVar("P", bound=Payload)

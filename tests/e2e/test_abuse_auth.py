@@ -96,12 +96,8 @@ async def test_forged_token_in_auth_refresh_is_token_invalid_and_the_old_token_s
 ) -> None:
     user_id = new_user_id()
     client = await connect(user_id)
-    for token in FORGED.values():
+    for token in [*FORGED.values(), *WITH_SURROGATE.values()]:
         failed(await client.emit_ack("auth:refresh-token", {"token": token}), "TOKEN_INVALID")
-    # A lone surrogate is no text at all: the payload is refused before any verifier sees it.
-    for token in WITH_SURROGATE.values():
-        ack = await client.emit_ack("auth:refresh-token", {"token": token})
-        assert failed(ack, "VALIDATION_ERROR").startswith("token")
 
     assert await online_ids(client, [user_id]) == {user_id}
 
