@@ -22,6 +22,15 @@ class NewMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class EventPolicy:
+    """Whether changes write their events to the outbox (only with a webhook URL, so that
+    nothing accumulates without one), and how long after a message its reminder falls due."""
+
+    enabled: bool = False
+    reminder_after_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
 class ChatPage:
     chats: list[Chat]
     next_cursor: str | None

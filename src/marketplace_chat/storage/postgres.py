@@ -15,8 +15,15 @@ from asyncpg.pool import PoolConnectionProxy
 
 from marketplace_chat.errors import NotFound, Unavailable, ValidationFailed
 from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
-from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
+from marketplace_chat.storage.base import (
+    ChatPage,
+    ChatSync,
+    EventPolicy,
+    MessagePage,
+    NewMessage,
+)
 from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS, GroupCommitter, unreachable
+from marketplace_chat.storage.outbox_sql import ISO, OUTBOX_CTES
 from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool
 from marketplace_chat.storage.pool import configure_connection as configure_connection
 
@@ -70,7 +77,7 @@ WITH existing AS (
 ), bump AS (
   UPDATE chat.chats SET last_seq = last_seq + 1, updated_at = GREATEST(updated_at, $7)
    WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM existing)
-  RETURNING last_seq
+  RETURNING last_seq, buyer_id, seller_id
 ), ins AS (
   INSERT INTO chat.messages ({MESSAGE_COLUMNS})
   SELECT $1, $2, bump.last_seq, $3, $4, $5, $6, $7 FROM bump
@@ -81,7 +88,13 @@ WITH existing AS (
   SELECT $2, $5, $7 FROM ins WHERE $5::bigint IS NOT NULL
   ON CONFLICT (chat_id) DO UPDATE
     SET product_id = EXCLUDED.product_id, updated_at = EXCLUDED.updated_at
-)
+), created AS (
+  SELECT ins.*, 1 AS ord, bump.buyer_id, bump.seller_id,
+         COALESCE($5::bigint, prior.product_id) AS chat_product_id
+    FROM ins CROSS JOIN bump
+    LEFT JOIN chat.chat_context prior ON prior.chat_id = $2
+   WHERE $8::boolean
+){OUTBOX_CTES}
 SELECT {MESSAGE_COLUMNS}, true AS created FROM ins
 UNION ALL
 SELECT {MESSAGE_COLUMNS}, false AS created FROM existing
@@ -127,6 +140,27 @@ SELECT mine.id AS sync_chat_id, m.*
   ) m ON true
  WHERE mine.listed OR mine.last_seq > mine.from_seq
  ORDER BY mine.id, m.seq
+"""
+
+
+# A new chat's event, written in the transaction that creates the chat.
+CHAT_CREATED_EVENT = f"""
+INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)
+SELECT gen_random_uuid(), 'chat.created', c.id, c.id,
+       jsonb_build_object('chat', jsonb_build_object(
+         'id', c.id, 'buyerId', c.buyer_id, 'sellerId', c.seller_id,
+         'productId', ctx.product_id, 'createdAt', {ISO.format("c.created_at")})),
+       c.created_at, c.created_at
+  FROM chat.chats c LEFT JOIN chat.chat_context ctx ON ctx.chat_id = c.id
+ WHERE c.id = $1
+"""
+
+# A recipient who read up to a message needs no reminder of it: the pending one is dropped, so
+# that the next message schedules a fresh one.
+DROP_REMINDERS = """
+UPDATE chat.outbox SET status = 'cancelled', finished_at = $4, lease_token = NULL
+ WHERE type = 'message.unread' AND status = 'pending'
+   AND chat_id = $1 AND recipient_id = $2 AND message_seq <= $3
 """
 
 
@@ -178,23 +212,44 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 class PostgresStorage:
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float, *, group_commit: bool = True) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        timeout_s: float,
+        *,
+        group_commit: bool = True,
+        events: EventPolicy | None = None,
+    ) -> None:
         self._pool = pool
         self._timeout = timeout_s
+        self.events = events or EventPolicy()
         self._committer = (
-            GroupCommitter(pool, self._add_one, _message, timeout_s) if group_commit else None
+            GroupCommitter(pool, self._add_one, _message, timeout_s, self.events)
+            if group_commit
+            else None
         )
         self._participants: OrderedDict[str, Participants] = OrderedDict()
 
     @classmethod
     async def connect(
-        cls, dsn: str, *, min_size: int, max_size: int, timeout_s: float
+        cls,
+        dsn: str,
+        *,
+        min_size: int,
+        max_size: int,
+        timeout_s: float,
+        events: EventPolicy | None = None,
     ) -> PostgresStorage:
         try:
             pool = await create_pool(dsn, min_size=min_size, max_size=max_size, timeout_s=timeout_s)
         except DRIVER_ERRORS as exc:
             raise Unavailable(f"PostgreSQL is not reachable: {type(exc).__name__}") from None
-        return cls(pool, timeout_s)
+        return cls(pool, timeout_s, events=events)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The pool, shared with the outbox's dispatcher."""
+        return self._pool
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
@@ -246,6 +301,8 @@ class PostgresStorage:
                 )
             if product_id is not None:
                 await conn.execute(SET_CONTEXT, chat_id, product_id, now)
+            if created and self.events.enabled:
+                await conn.execute(CHAT_CREATED_EVENT, chat_id)
             row = await conn.fetchrow(GET_CHAT, chat_id, viewer)
         assert row is not None
         chat = _chat(row)
@@ -279,6 +336,8 @@ class PostgresStorage:
             message.product_id,
             message.client_message_id,
             message.created_at,
+            self.events.enabled,
+            self.events.reminder_after_s,
         )
         async with self._conn() as conn:
             row: asyncpg.Record | None = None
@@ -291,7 +350,7 @@ class PostgresStorage:
                 row = await conn.fetchrow(
                     f"SELECT {MESSAGE_COLUMNS}, false AS created FROM chat.messages "
                     "WHERE chat_id = $1 AND sender_id = $2 AND client_message_id = $3",
-                    args[1],
+                    message.chat_id,
                     message.sender_id,
                     message.client_message_id,
                 )
@@ -374,6 +433,8 @@ class PostgresStorage:
                 now,
             )
             moved = row is not None
+            if moved and self.events.enabled:
+                await conn.execute(DROP_REMINDERS, chat_id, user_id, seq, now)
             if not moved:
                 row = await conn.fetchrow(
                     "SELECT seq, message_id, read_at FROM chat.read_pointers "
