@@ -106,7 +106,7 @@ SETTLE = """
 UPDATE chat.outbox o
    SET status = s.status, attempts = o.attempts + s.tried, last_error = s.error,
        next_attempt_at = COALESCE(s.retry_at, o.next_attempt_at),
-       finished_at = CASE WHEN s.status = 'pending' THEN NULL ELSE $2 END,
+       finished_at = CASE WHEN s.status = 'pending' THEN NULL ELSE $2::timestamptz END,
        data = COALESCE(s.data::jsonb, o.data), lease_token = NULL, lease_until = NULL
   FROM unnest($1::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
               $8::int[]) AS s(id, token, status, error, retry_at, data, tried)
