@@ -14,7 +14,14 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from marketplace_chat.errors import NotFound, Unavailable, ValidationFailed
-from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
+from marketplace_chat.models import (
+    Chat,
+    Message,
+    Participants,
+    ReadReceipt,
+    ResponseStats,
+    SendResult,
+)
 from marketplace_chat.storage.base import (
     ChatPage,
     ChatSync,
@@ -161,6 +168,35 @@ DROP_REMINDERS = """
 UPDATE chat.outbox SET status = 'cancelled', finished_at = $4, lease_token = NULL
  WHERE type = 'message.unread' AND status = 'pending'
    AND chat_id = $1 AND recipient_id = $2 AND message_seq <= $3
+"""
+
+
+# A seller's chats active since $2 (updated_at is at least the time of every message, so the
+# seller's activity index bounds the scan), the buyer's first message if it is the chat's first
+# and recent, and the seller's first message after it: two probes of the (chat, sender, seq)
+# index per chat, answered from the index alone.
+RESPONSE_STATS = """
+WITH starts AS (
+  SELECT c.id, c.seller_id, f.created_at AS asked_at
+    FROM chat.chats c
+    CROSS JOIN LATERAL (
+      SELECT m.seq, m.created_at FROM chat.messages m
+       WHERE m.chat_id = c.id AND m.sender_id = c.buyer_id ORDER BY m.seq LIMIT 1
+    ) f
+   WHERE c.seller_id = $1 AND c.updated_at >= $2 AND f.seq = 1 AND f.created_at >= $2
+), replies AS (
+  SELECT extract(epoch FROM r.created_at - s.asked_at)::float8 AS wait_s
+    FROM starts s
+    LEFT JOIN LATERAL (
+      SELECT m.created_at FROM chat.messages m
+       WHERE m.chat_id = s.id AND m.sender_id = s.seller_id ORDER BY m.seq LIMIT 1
+    ) r ON true
+)
+SELECT count(*) AS chats, count(wait_s) AS answered,
+       count(*) FILTER (WHERE wait_s <= 86400) AS within_24h,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY wait_s) AS median,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY wait_s) AS p90
+  FROM replies
 """
 
 
@@ -454,6 +490,20 @@ class PostgresStorage:
                 user_id,
             )
         return [row["partner"] for row in rows]
+
+    async def response_stats(self, seller_id: int, since: datetime) -> ResponseStats:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(RESPONSE_STATS, seller_id, since)
+        assert row is not None
+        return ResponseStats(
+            user_id=seller_id,
+            window_days=0,
+            chats=row["chats"],
+            answered=row["answered"],
+            answered_within_24h=row["within_24h"],
+            median_first_reply_s=row["median"],
+            p90_first_reply_s=row["p90"],
+        )
 
     async def ping(self) -> None:
         async with self._conn() as conn:
