@@ -9,7 +9,7 @@ recipient has read the message meanwhile, else sent with what the chat looks lik
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -21,7 +21,7 @@ import structlog
 from marketplace_chat.clock import Clock
 from marketplace_chat.errors import ChatError
 from marketplace_chat.metrics import Metrics
-from marketplace_chat.storage.outbox import OutboxEvent, OutboxStore, Outcome
+from marketplace_chat.storage.outbox import OutboxEvent, OutboxStats, Outcome, ReminderState
 from marketplace_chat.webhooks import signing
 from marketplace_chat.webhooks.events import EventType
 
@@ -40,6 +40,22 @@ STATS_EVERY_S = 5.0  # how often the pending count and age reach the metrics
 PRUNE_EVERY_S = 60.0
 RETENTION = timedelta(days=7)  # delivered (and dropped) events are kept this long, then pruned
 POLL_S = 0.25  # the pause between rounds that found nothing to do
+
+
+class Queue(Protocol):
+    """The outbox as a dispatcher uses it (`storage.outbox.OutboxStore` in production)."""
+
+    async def claim(
+        self, now: datetime, limit: int, lease_until: datetime
+    ) -> list[OutboxEvent]: ...
+
+    async def settle(self, outcomes: Sequence[Outcome], now: datetime) -> None: ...
+
+    async def reminder_state(self, chat_id: str, recipient_id: int) -> ReminderState | None: ...
+
+    async def stats(self) -> OutboxStats: ...
+
+    async def prune(self, finished_before: datetime) -> int: ...
 
 
 class Sender(Protocol):
@@ -94,7 +110,7 @@ class DispatchPolicy:
 class Dispatcher:
     def __init__(
         self,
-        store: OutboxStore,
+        store: Queue,
         sender: Sender,
         clock: Clock,
         policy: DispatchPolicy,
