@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -222,8 +225,27 @@ async def test_admin_routes_refuse_without_the_key_with_another_and_with_a_user_
             rest_failed(await http.post(f"/api/admin/webhooks/{uuid.uuid4()}/retry"), "FORBIDDEN")
 
 
-async def test_an_event_failed_for_good_is_listed_and_sent_again_by_the_admin_api(
-    connect: Connect, chat_server: ChatServer, receiver: WebhookReceiver
+async def cli(env: dict[str, str], *args: str) -> list[str]:
+    """`marketplace-chat …` against the test database; its stdout lines (exit code 0)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "marketplace_chat",
+        *args,
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60.0)
+    assert proc.returncode == 0, err.decode()
+    return [line for line in out.decode().splitlines() if line.startswith('{"id"')]
+
+
+async def test_an_event_failed_for_good_is_listed_and_sent_again_by_the_admin_api_and_cli(
+    connect: Connect,
+    chat_server: ChatServer,
+    receiver: WebhookReceiver,
+    local_env: dict[str, str],
 ) -> None:
     buyer, seller = new_user_id(), new_user_id()
     client = await connect(buyer)
@@ -235,12 +257,15 @@ async def test_an_event_failed_for_good_is_listed_and_sent_again_by_the_admin_ap
 
         async def failed_listed() -> bool:
             page = body(await admin.get("/api/admin/webhooks?status=failed&limit=100"), 200)
-            return any(w["chatId"] == chat_id for w in page["webhooks"])
+            ordered = [w for w in page["webhooks"] if w["type"] != "message.unread"]
+            return sum(w["chatId"] == chat_id for w in ordered) == 2
 
-        await eventually(failed_listed, 20.0, "the chat's event listed as failed")
+        await eventually(failed_listed, 30.0, "both of the chat's events listed as failed")
         page = body(await admin.get("/api/admin/webhooks?status=failed&limit=100"), 200)
-        failed = [w for w in page["webhooks"] if w["chatId"] == chat_id]
-        assert [w["type"] for w in failed][-1] == "chat.created"
+        failed = [
+            w for w in page["webhooks"] if w["chatId"] == chat_id and w["type"] != "message.unread"
+        ]
+        assert [w["type"] for w in failed] == ["message.created", "chat.created"]  # newest first
         entry = failed[-1]
         assert entry["status"] == "failed"
         assert entry["attempts"] == 3
@@ -251,10 +276,13 @@ async def test_an_event_failed_for_good_is_listed_and_sent_again_by_the_admin_ap
         rest_failed(await admin.post("/api/admin/webhooks/not-a-uuid/retry"), "VALIDATION_ERROR")
         rest_failed(await admin.post(f"/api/admin/webhooks/{uuid.uuid4()}/retry"), "NOT_FOUND")
         receiver.poisoned_chats.discard(chat_id)
-        for w in failed:
-            again = body(await admin.post(f"/api/admin/webhooks/{w['id']}/retry"), 200)
-            assert again["status"] == "pending"
-            assert again["attempts"] == 0
+        again = body(await admin.post(f"/api/admin/webhooks/{entry['id']}/retry"), 200)
+        assert (again["id"], again["status"], again["attempts"]) == (entry["id"], "pending", 0)
+    listed = await cli(local_env, "webhooks", "list", "--status", "failed", "--limit", "100")
+    queued = next(json.loads(line) for line in listed if chat_id in line)
+    assert queued["type"] == "message.created"
+    retried = await cli(local_env, "webhooks", "retry", queued["id"])
+    assert json.loads(retried[-1])["status"] == "pending"
     deliveries = await wait_types(receiver, chat_id, ["chat.created", "message.created"])
     assert deliveries[0].id == entry["id"]
 
