@@ -258,7 +258,7 @@ async def test_an_event_failed_for_good_is_listed_and_sent_again_by_the_admin_ap
         async def failed_listed() -> bool:
             page = body(await admin.get("/api/admin/webhooks?status=failed&limit=100"), 200)
             ordered = [w for w in page["webhooks"] if w["type"] != "message.unread"]
-            return sum(w["chatId"] == chat_id for w in ordered) == 2
+            return bool(sum(w["chatId"] == chat_id for w in ordered) == 2)
 
         await eventually(failed_listed, 30.0, "both of the chat's events listed as failed")
         page = body(await admin.get("/api/admin/webhooks?status=failed&limit=100"), 200)
