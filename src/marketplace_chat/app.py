@@ -45,7 +45,8 @@ from marketplace_chat.settings import Settings, VerifierKind
 from marketplace_chat.storage.base import EventPolicy
 from marketplace_chat.storage.outbox import OutboxStore
 from marketplace_chat.storage.postgres import PostgresStorage
-from marketplace_chat.webhooks.dispatcher import POLL_S, Dispatcher, DispatchPolicy, HttpSender
+from marketplace_chat.webhooks.dispatcher import CONCURRENCY, POLL_S, Dispatcher, DispatchPolicy
+from marketplace_chat.webhooks.poster import WebhookPoster
 
 log = structlog.get_logger(__name__)
 
@@ -244,9 +245,9 @@ def create_app(
         )
         chat_app._loops.append(housekeeping)
         housekeeping.start()
-        sender: HttpSender | None = None
+        sender: WebhookPoster | None = None
         if hooks.webhook_url:
-            sender = HttpSender(hooks.webhook_url, hooks.webhook_timeout_s)
+            sender = WebhookPoster(hooks.webhook_url, hooks.webhook_timeout_s, CONCURRENCY)
             policy = DispatchPolicy(
                 settings.webhook_secret(), hooks.webhook_timeout_s, hooks.webhook_max_attempts
             )

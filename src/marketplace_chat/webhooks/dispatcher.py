@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-import httpx
 import orjson
 import structlog
 
@@ -29,13 +28,10 @@ log = structlog.get_logger(__name__)
 
 CLAIM_BATCH = 200  # events leased per claim; a round claims again while batches come back full
 MAX_CLAIMS_PER_ROUND = 20  # then the round ends, so that a stop is seen between rounds
-CONCURRENCY = 64  # requests in flight from one instance
+CONCURRENCY = 64  # requests in flight from one instance (and kept-alive connections)
 # A lease outlives the longest attempt by a margin, so a live holder never loses it; an instance
 # that died loses its claims this long after it claimed them.
 LEASE_MARGIN_S = 10.0
-# A receiver's answer is read up to this much (and the connection dropped past it): only the
-# status counts, and an endless body must not hold a slot.
-MAX_RESPONSE_BYTES = 4096
 STATS_EVERY_S = 5.0  # how often the pending count and age reach the metrics
 PRUNE_EVERY_S = 60.0
 RETENTION = timedelta(days=7)  # delivered (and dropped) events are kept this long, then pruned
@@ -63,41 +59,6 @@ class Sender(Protocol):
     a short reason (`HTTP 503`, `timeout`, `ConnectError`)."""
 
     async def post(self, body: bytes, headers: dict[str, str]) -> str | None: ...
-
-
-class HttpSender:
-    """httpx, redirects not followed, bodies read no further than `MAX_RESPONSE_BYTES`."""
-
-    def __init__(self, url: str, timeout_s: float) -> None:
-        self._url = url
-        self._timeout_s = timeout_s
-        self._client = httpx.AsyncClient(
-            timeout=timeout_s,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY),
-        )
-
-    async def post(self, body: bytes, headers: dict[str, str]) -> str | None:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                async with self._client.stream(
-                    "POST", self._url, content=body, headers=headers
-                ) as response:
-                    read = 0
-                    async for chunk in response.aiter_raw():
-                        read += len(chunk)
-                        if read > MAX_RESPONSE_BYTES:
-                            break
-                    if 200 <= response.status_code < 300:
-                        return None
-                    return f"HTTP {response.status_code}"
-        except TimeoutError:
-            return "timeout"
-        except httpx.HTTPError as exc:
-            return type(exc).__name__
-
-    async def aclose(self) -> None:
-        await self._client.aclose()
 
 
 @dataclass(frozen=True, slots=True)
