@@ -26,8 +26,10 @@ from marketplace_chat.webhooks.events import EventType
 
 log = structlog.get_logger(__name__)
 
-CLAIM_BATCH = 200  # events leased per claim; a round claims again while batches come back full
-MAX_CLAIMS_PER_ROUND = 20  # then the round ends, so that a stop is seen between rounds
+CLAIM_BATCH = 200  # events leased per claim
+# A round claims again as long as there was something to claim (a chat's next event becomes
+# claimable once its previous one is settled), then ends, so that a stop is seen between rounds.
+MAX_CLAIMS_PER_ROUND = 100
 CONCURRENCY = 64  # requests in flight from one instance (and kept-alive connections)
 # A lease outlives the longest attempt by a margin, so a live holder never loses it; an instance
 # that died loses its claims this long after it claimed them.
@@ -92,7 +94,7 @@ class Dispatcher:
         """One round: deliver what is due, then the periodic chores."""
         try:
             for _ in range(MAX_CLAIMS_PER_ROUND):
-                if await self.deliver_due() < CLAIM_BATCH:
+                if not await self.deliver_due():
                     break
             await self._chores()
         except ChatError as exc:
