@@ -251,8 +251,15 @@ def create_app(
             policy = DispatchPolicy(
                 settings.webhook_secret(), hooks.webhook_timeout_s, hooks.webhook_max_attempts
             )
+            webhooks: BackgroundLoop | None = None
             dispatcher = Dispatcher(
-                outbox, sender, clock, policy, metrics, _online(service.presence)
+                outbox,
+                sender,
+                clock,
+                policy,
+                metrics,
+                _online(service.presence),
+                running=lambda: webhooks is not None and not webhooks.stopping,
             )
             webhooks = BackgroundLoop("webhooks", dispatcher.tick, POLL_S)
             chat_app._loops.append(webhooks)

@@ -79,6 +79,7 @@ class Dispatcher:
         policy: DispatchPolicy,
         metrics: Metrics,
         is_online: Callable[[int], Awaitable[bool]],
+        running: Callable[[], bool] = lambda: True,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -86,6 +87,7 @@ class Dispatcher:
         self._policy = policy
         self._metrics = metrics
         self._is_online = is_online
+        self._running = running  # False once a stop is asked for: no further claim this round
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._next_stats: datetime | None = None
         self._next_prune: datetime | None = None
@@ -94,7 +96,7 @@ class Dispatcher:
         """One round: deliver what is due, then the periodic chores."""
         try:
             for _ in range(MAX_CLAIMS_PER_ROUND):
-                if not await self.deliver_due():
+                if not self._running() or not await self.deliver_due():
                     break
             await self._chores()
         except ChatError as exc:

@@ -14,7 +14,7 @@ from marketplace_chat.metrics import Metrics
 from marketplace_chat.models import Message
 from marketplace_chat.storage.outbox import OutboxEvent, OutboxStats, Outcome, ReminderState
 from marketplace_chat.webhooks import signing
-from marketplace_chat.webhooks.dispatcher import Dispatcher, DispatchPolicy
+from marketplace_chat.webhooks.dispatcher import CLAIM_BATCH, Dispatcher, DispatchPolicy
 
 from ..fakes import FakeClock
 
@@ -174,3 +174,45 @@ async def test_a_reminder_retried_after_a_failure_sends_what_its_first_attempt_s
     sender.answer = None
     await dispatcher.tick()
     assert sender.posts[0][0] == sender.posts[1][0]
+
+
+async def test_a_round_claims_until_nothing_is_due_unless_a_stop_is_asked_for() -> None:
+    clock = FakeClock()
+    many = [event(clock, id=f"e{i}", pos=i) for i in range(CLAIM_BATCH + 50)]
+    queue, sender = FakeQueue(list(many)), FakeSender()
+    dispatcher, _ = make(queue, sender, clock)
+    await dispatcher.tick()
+    assert len(sender.posts) == CLAIM_BATCH + 50  # a second claim, though the first was full
+
+    posts_before = len(sender.posts)
+
+    async def offline(user_id: int) -> bool:
+        return False
+
+    claims = 0
+
+    def running() -> bool:
+        return claims == 0
+
+    class CountingQueue(FakeQueue):
+        async def claim(
+            self, now: datetime, limit: int, lease_until: datetime
+        ) -> list[OutboxEvent]:
+            nonlocal claims
+            claims += 1
+            return await super().claim(now, limit, lease_until)
+
+    counting = CountingQueue(list(many))
+    stopped = Dispatcher(
+        counting,
+        sender,
+        clock,
+        DispatchPolicy(SECRET, timeout_s=5.0, max_attempts=3),
+        Metrics(),
+        offline,
+        running=running,
+    )
+    await stopped.tick()
+    assert claims == 1
+    assert len(sender.posts) - posts_before == CLAIM_BATCH
+    assert len(counting.due) == 50  # left for the next instance, or this one after its restart
