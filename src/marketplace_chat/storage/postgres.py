@@ -172,18 +172,15 @@ UPDATE chat.outbox SET status = 'cancelled', finished_at = $4, lease_token = NUL
 
 
 # A seller's chats active since $2 (updated_at is at least the time of every message, so the
-# seller's activity index bounds the scan), the buyer's first message if it is the chat's first
-# and recent, and the seller's first message after it: two probes of the (chat, sender, seq)
-# index per chat, answered from the index alone.
+# seller's activity index bounds the scan), each with its first message if the buyer sent it
+# inside the window (an exact lookup of seq 1), and the seller's first message after it: two
+# probes of the (chat, sender, seq) index per chat, answered from the index alone.
 RESPONSE_STATS = """
 WITH starts AS (
   SELECT c.id, c.seller_id, f.created_at AS asked_at
     FROM chat.chats c
-    CROSS JOIN LATERAL (
-      SELECT m.seq, m.created_at FROM chat.messages m
-       WHERE m.chat_id = c.id AND m.sender_id = c.buyer_id ORDER BY m.seq LIMIT 1
-    ) f
-   WHERE c.seller_id = $1 AND c.updated_at >= $2 AND f.seq = 1 AND f.created_at >= $2
+    JOIN chat.messages f ON f.chat_id = c.id AND f.sender_id = c.buyer_id AND f.seq = 1
+   WHERE c.seller_id = $1 AND c.updated_at >= $2 AND f.created_at >= $2
 ), replies AS (
   SELECT extract(epoch FROM r.created_at - s.asked_at)::float8 AS wait_s
     FROM starts s
