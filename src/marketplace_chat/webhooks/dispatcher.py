@@ -26,11 +26,14 @@ from marketplace_chat.webhooks.events import EventType
 
 log = structlog.get_logger(__name__)
 
-CLAIM_BATCH = 200  # events leased per claim
+CONCURRENCY = 64  # requests in flight from one instance (and kept-alive connections)
+# Events leased per claim: no more than go out at once, so that every attempt of a claim starts
+# at once and ends within the timeout, well inside the lease; a claim of more would queue some
+# behind others, and a lease could run out while its event still waits here.
+CLAIM_BATCH = CONCURRENCY
 # A round claims again as long as there was something to claim (a chat's next event becomes
 # claimable once its previous one is settled), then ends, so that a stop is seen between rounds.
-MAX_CLAIMS_PER_ROUND = 100
-CONCURRENCY = 64  # requests in flight from one instance (and kept-alive connections)
+MAX_CLAIMS_PER_ROUND = 200
 # A lease outlives the longest attempt by a margin, so a live holder never loses it; an instance
 # that died loses its claims this long after it claimed them.
 LEASE_MARGIN_S = 10.0
