@@ -100,6 +100,9 @@ def webhook_url_problem(url: str | None) -> str | None:
     problem = url_problem("WEBHOOK_URL", url, ("http", "https"))
     if problem is None and url and not urlsplit(url).hostname:
         problem = f"WEBHOOK_URL: no host in {masked(url)}"
+    if problem is None and url and (urlsplit(url).username or urlsplit(url).password):
+        # Not sent: the receiver authenticates the service by the signature.
+        problem = f"WEBHOOK_URL: credentials in the URL are not supported: {masked(url)}"
     return problem
 
 

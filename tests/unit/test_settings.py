@@ -277,7 +277,14 @@ def test_webhooks_are_off_by_default_and_the_spec_defaults_hold() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["not a url", "ftp://api.example.test/hooks", "http://", "https://:80/x"]
+    "url",
+    [
+        "not a url",
+        "ftp://api.example.test/hooks",
+        "http://",
+        "https://:80/x",
+        "https://user:pw@api.example.test/hooks",
+    ],
 )
 def test_an_unusable_webhook_url_is_one_clear_line(
     monkeypatch: pytest.MonkeyPatch, url: str
@@ -288,6 +295,7 @@ def test_an_unusable_webhook_url_is_one_clear_line(
         load()
     assert len(raised.value.problems) == 1
     assert raised.value.problems[0].startswith("WEBHOOK_URL: ")
+    assert "pw@" not in raised.value.problems[0]  # a password is never echoed
 
 
 def test_a_webhook_url_without_a_secret_is_refused_outside_development_mode(
