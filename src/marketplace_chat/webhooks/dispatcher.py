@@ -9,6 +9,7 @@ recipient has read the message meanwhile, else sent with what the chat looks lik
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -115,8 +116,8 @@ class Dispatcher:
             return 0
         outcomes = await asyncio.gather(*(self._attempt(e) for e in events))
         await self._store.settle(outcomes, self._clock.now())
-        for outcome in outcomes:
-            self._metrics.webhook_deliveries.labels(_result(outcome)).inc()
+        for result, count in Counter(_result(o) for o in outcomes).items():
+            self._metrics.webhook_deliveries.labels(result).inc(count)
         return len(events)
 
     async def _attempt(self, event: OutboxEvent) -> Outcome:
