@@ -1,7 +1,7 @@
 """Load benchmark of marketplace-chat: the real service on one core, the official Socket.IO
 client on the other.
 
-    .venv/bin/python benchmarks/load.py [--scenario closed|open|flood|idle|connect|all]
+    .venv/bin/python benchmarks/load.py [--scenario closed|open|flood|idle|connect|webhooks|all]
                                         [--duration S]
                                         [--pairs N] [--json PATH] [--profile]
 
@@ -21,6 +21,9 @@ Scenarios:
            default budgets (sends: 1,000 per 10 s, far above a pair's rate); /health is polled
   idle     5,000 idle authenticated sockets: server RSS per connection
   connect  2,000 sockets at once: first attempt to the last `connect`
+  webhooks the closed loop again with webhooks on (a local receiver answering 200; target: 90%
+           of the closed loop's throughput without them), then the dispatcher alone on a backlog
+           of 20,000 events of 2,000 chats (target: 2,000 events/s delivered)
 
 Never part of the test suite. Users are fresh random ids on every run, so runs share no data.
 """
@@ -753,14 +756,19 @@ def top_frames(collapsed: Path, n: int = 20) -> dict[str, Any]:
     }
 
 
-async def message_scenario(ctx: Context, mode: str) -> None:
+async def message_scenario(
+    ctx: Context, mode: str, *, label: str | None = None, env: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One closed, open or flood run; `label` names a variant (its results, log and rows) whose
+    server gets `env` over the scenario's own settings."""
     args = ctx.args
+    key = label or mode
     n_pairs = args.pairs or (200 if mode == "open" else 50)
     users = fresh_users(2 * n_pairs + 2, ctx.secret)
     flooder, victim = users.pop(), users.pop()
     pairs = [Pair(users[2 * k], users[2 * k + 1]) for k in range(n_pairs)]
     tag = f"{mode[0]}{secrets.token_hex(4)}"
-    server = ctx.server(mode, **(FLOOD_LIMITS if mode == "flood" else {}))
+    server = ctx.server(key, **(FLOOD_LIMITS if mode == "flood" else {}), **(env or {}))
     health = HealthProbe()
     samples: dict[str, Sample] = {}
     profiler = Profiler(mode)
@@ -888,7 +896,7 @@ async def message_scenario(ctx: Context, mode: str) -> None:
         result["ratePerPair"] = args.rate
         lag = [x for x in rec["lag"] if x is not None]
         result["scheduleLagMs"] = latency(lag)
-    ctx.results[mode] = result
+    ctx.results[key] = result
 
     # The table.
     lg = out["loadgen"] or {}
@@ -915,7 +923,7 @@ async def message_scenario(ctx: Context, mode: str) -> None:
     )
     integrity_ok = integrity_bad == 0
     if mode == "closed":
-        name = f"closed, {n_pairs} pairs"
+        name = f"closed, {n_pairs} pairs" + (f", {label}" if label else "")
         ok = rate >= CLOSED_MIN_RATE and (ack_lat["p99"] or math.inf) <= CLOSED_MAX_P99_ACK_MS
         ctx.rows += [
             Row(
@@ -965,6 +973,8 @@ async def message_scenario(ctx: Context, mode: str) -> None:
     ctx.rows.append(log_row(server, log, presence))
     if profile is not None:
         result["profile"] = profile
+    result["chatIds"] = [p.chat_id for p in pairs]
+    return result
 
 
 @dataclass
@@ -1244,6 +1254,212 @@ async def idle_scenario(ctx: Context) -> None:
 # -- output ---------------------------------------------------------------------------------------
 
 
+# -- webhooks ------------------------------------------------------------------------------------
+
+WEBHOOKS_MIN_RATIO = 0.9  # the closed loop with webhooks on keeps 90% of its throughput
+DISPATCH_MIN_RATE = 2000.0  # events/s the dispatcher delivers to a local receiver
+DISPATCH_EVENTS = 20_000
+DISPATCH_LANES = 2_000  # chats the events belong to: each one's events go out in order
+DISPATCH_TIMEOUT_S = 120.0
+
+# A receiver that answers every POST with 200 at once (HTTP/1.1 keep-alive) and counts them;
+# `GET /count` tells the count. Run with the interpreter, pinned beside the load generator.
+SINK = textwrap.dedent(
+    """
+    import asyncio, sys
+    count = 0
+    async def serve(reader, writer):
+        global count
+        try:
+            while True:
+                head = await reader.readuntil(b"\\r\\n\\r\\n")
+                length = 0
+                for line in head.split(b"\\r\\n"):
+                    if line[:15].lower() == b"content-length:":
+                        length = int(line[15:])
+                if length:
+                    await reader.readexactly(length)
+                if head.startswith(b"GET /count"):
+                    body = str(count).encode()
+                else:
+                    count += 1
+                    body = b"ok"
+                reply = b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body)
+                writer.write(reply + body)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+    async def main():
+        server = await asyncio.start_server(serve, "127.0.0.1", int(sys.argv[1]), backlog=1024)
+        async with server:
+            await server.serve_forever()
+    asyncio.run(main())
+    """
+)
+
+
+@dataclass
+class Sink:
+    port: int = field(default_factory=free_port)
+    proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/chat-events"
+
+    async def start(self) -> None:
+        self.proc = await asyncio.create_subprocess_exec(
+            "taskset", "-c", str(LOADGEN_CORE), sys.executable, "-c", SINK, str(self.port)
+        )
+        async with httpx.AsyncClient(timeout=1.0) as client:
+            for _ in range(100):
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.get(f"http://127.0.0.1:{self.port}/count")
+                    return
+                await asyncio.sleep(0.05)
+        raise RuntimeError("the webhook sink did not start")
+
+    async def count(self) -> int:
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            return int((await client.get(f"http://127.0.0.1:{self.port}/count")).text)
+
+    async def stop(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def hook_env(sink: Sink) -> dict[str, str]:
+    return {"WEBHOOK_URL": sink.url, "WEBHOOK_SECRET": secrets.token_urlsafe(24)}
+
+
+async def settle_outbox(database_url: str, chat_ids: list[str]) -> dict[str, int]:
+    """Drops the pending events of a run's own chats (their reminders fall due after it), so
+    that they do not load the next scenario's dispatcher; how many of each type there were."""
+    conn = await asyncpg.connect(database_url, timeout=10)
+    try:
+        rows = await conn.fetch(
+            "WITH dropped AS (UPDATE chat.outbox SET status = 'cancelled', finished_at = now() "
+            "WHERE status = 'pending' AND chat_id = ANY($1::uuid[]) RETURNING type) "
+            "SELECT type, count(*) AS n FROM dropped GROUP BY type",
+            chat_ids,
+        )
+    finally:
+        await conn.close()
+    return {r["type"]: r["n"] for r in rows}
+
+
+# DISPATCH_EVENTS pending events of DISPATCH_LANES synthetic chats, with a message.created body of
+# the usual size, all due now; returns their ids.
+DISPATCH_FILL = """
+INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)
+SELECT gen_random_uuid(), 'message.created', lanes.id, lanes.id,
+       jsonb_build_object(
+         'message', jsonb_build_object('id', gen_random_uuid(), 'chatId', lanes.id, 'seq', g,
+                                       'senderId', 1, 'text', $3::text, 'productId', NULL,
+                                       'clientMessageId', NULL, 'createdAt', now()),
+         'chat', jsonb_build_object('id', lanes.id, 'buyerId', 1, 'sellerId', 2,
+                                    'productId', NULL),
+         'recipientId', 2),
+       now(), now()
+  FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)) lanes,
+       generate_series(1, $2 / $1) g
+ ORDER BY g
+RETURNING id
+"""
+
+
+async def dispatch_rate(ctx: Context, sink: Sink) -> dict[str, Any]:
+    """A service with webhooks on and no clients: how fast it delivers a backlog."""
+    server = ctx.server("dispatch", **hook_env(sink))
+    conn = await asyncpg.connect(ctx.database_url, timeout=10)
+    try:
+        await server.start()
+        background = await ctx.background("dispatch", server)
+        before = await sink.count()
+        ids = [
+            str(r["id"])
+            for r in await conn.fetch(DISPATCH_FILL, DISPATCH_LANES, DISPATCH_EVENTS, MESSAGE_TEXT)
+        ]
+        a = Sample.take(server.pid)
+        started = time.monotonic()
+        deadline = started + DISPATCH_TIMEOUT_S
+        delivered = 0
+        while time.monotonic() < deadline:
+            delivered = await conn.fetchval(
+                "SELECT count(*) FROM chat.outbox WHERE id = ANY($1::uuid[]) "
+                "AND status = 'delivered'",
+                ids,
+            )
+            if delivered == len(ids):
+                break
+            await asyncio.sleep(0.05)
+        elapsed = time.monotonic() - started
+        b = Sample.take(server.pid)
+        received = await sink.count() - before
+        await conn.execute(
+            "UPDATE chat.outbox SET status = 'cancelled' WHERE id = ANY($1::uuid[]) "
+            "AND status = 'pending'",
+            ids,
+        )
+    finally:
+        await conn.close()
+        exit_code = await server.stop()
+    cpu = cpu_summary(a, b)
+    return {
+        "events": len(ids),
+        "lanes": DISPATCH_LANES,
+        "delivered": delivered,
+        "receivedBySink": received,
+        "seconds": round(elapsed, 2),
+        "deliveredPerS": round(delivered / elapsed, 1) if elapsed else None,
+        "cpu": cpu,
+        **_server_end(server, background, exit_code),
+    }
+
+
+def _pending(by_type: dict[str, int]) -> str:
+    return ", ".join(f"{n:,} {t}" for t, n in sorted(by_type.items())) or "none"
+
+
+async def webhooks_scenario(ctx: Context) -> None:
+    """The closed loop without webhooks and with them (every message's event delivered to a
+    local receiver while the loop runs), then the dispatcher's rate on a backlog."""
+    sink = Sink()
+    await sink.start()
+    try:
+        off = ctx.results.get("closed") or await message_scenario(ctx, "closed")
+        received = await sink.count()
+        on = await message_scenario(ctx, "closed", label="webhooks on", env=hook_env(sink))
+        on["webhooksReceived"] = await sink.count() - received
+        on["webhooksLeftPending"] = await settle_outbox(ctx.database_url, on["chatIds"])
+        dispatch = await dispatch_rate(ctx, sink)
+    finally:
+        await sink.stop()
+    ratio = on["ackedPerS"] / off["ackedPerS"] if off.get("ackedPerS") else 0.0
+    ctx.results["webhooks"] = {"closedRatio": round(ratio, 3), "dispatch": dispatch}
+    ctx.rows += [
+        Row(
+            "webhooks on: closed loop",
+            f"{on['ackedPerS']:,.0f} acked msg/s with webhooks, {off['ackedPerS']:,.0f} without "
+            f"({100 * ratio:.0f}%); {on['webhooksReceived']:,} webhooks received by the end of "
+            f"the run; pending then: {_pending(on['webhooksLeftPending'])}",
+            f">= {100 * WEBHOOKS_MIN_RATIO:.0f}% of the throughput without",
+            verdict(ratio >= WEBHOOKS_MIN_RATIO),
+        ),
+        Row(
+            "webhooks: dispatcher",
+            f"{dispatch['deliveredPerS'] or 0:,.0f} events/s: {dispatch['delivered']:,} of "
+            f"{dispatch['events']:,} ({dispatch['lanes']:,} chats) delivered in "
+            f"{dispatch['seconds']} s; server CPU {dispatch['cpu'].get('serverCpuPct')}% of a core",
+            f">= {DISPATCH_MIN_RATE:,.0f} events/s to a local receiver",
+            verdict((dispatch["deliveredPerS"] or 0) >= DISPATCH_MIN_RATE),
+        ),
+    ]
+
+
 def print_table(rows: list[Row]) -> None:
     widths = (26, 78, 38, 6)
     head = ("scenario", "figures", "target", "result")
@@ -1294,7 +1510,9 @@ def raise_fd_limit() -> None:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "--scenario", choices=("closed", "open", "flood", "idle", "connect", "all"), default="all"
+        "--scenario",
+        choices=("closed", "open", "flood", "idle", "connect", "webhooks", "all"),
+        default="all",
     )
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds (default 20)")
     p.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring (3)")
@@ -1380,7 +1598,7 @@ async def amain(args: argparse.Namespace) -> int:
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {LOADGEN_CORE})
     scenarios = (
-        ["closed", "open", "flood", "connect", "idle"]
+        ["closed", "open", "flood", "connect", "idle", "webhooks"]
         if args.scenario == "all"
         else [args.scenario]
     )
@@ -1405,6 +1623,8 @@ async def amain(args: argparse.Namespace) -> int:
                     await message_scenario(ctx, name)
                 elif name == "connect":
                     await connect_scenario(ctx)
+                elif name == "webhooks":
+                    await webhooks_scenario(ctx)
                 else:
                     await idle_scenario(ctx)
             except Exception as exc:  # one broken scenario must not hide the others' figures
@@ -1438,6 +1658,8 @@ async def amain(args: argparse.Namespace) -> int:
             "openMaxP99DeliveryMs": OPEN_MAX_P99_DELIVERY_MS,
             "idleMaxKbPerConnection": IDLE_MAX_KB_PER_CONN,
             "connectMaxS": CONNECT_MAX_S,
+            "webhooksMinClosedRatio": WEBHOOKS_MIN_RATIO,
+            "dispatchMinPerS": DISPATCH_MIN_RATE,
         },
         "scenarios": ctx.results,
         "table": [r.__dict__ for r in ctx.rows],

@@ -32,7 +32,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -47,6 +47,7 @@ from marketplace_chat.storage.postgres import (
     GET_CHAT,
     LIST_CHATS_AFTER,
     LIST_CHATS_FIRST,
+    RESPONSE_STATS,
     SYNC,
     PostgresStorage,
     decode_cursor,
@@ -61,6 +62,12 @@ META_TABLE = "public.queries_bench_meta"
 DATA_SEED = 0.42  # setseed() of the generator: the same shape on every load
 
 TARGET_P99_MS = 5.0
+# Response statistics read a seller's whole month of chats: 10 ms for a seller with 1,000.
+TARGET_P99_MS_BY_QUERY = {"response_stats": 10.0}
+# The generated sellers have a few hundred chats at most, so one seller of 1,000 chats, all
+# started by buyers in the last 30 days, is added (and renewed each run, to stay in the window).
+RESPONSE_SELLER = 10**15
+RESPONSE_SELLER_CHATS = 1000
 HISTORY_LIMIT = 50
 SYNC_CHATS = 20
 SYNC_MAX_CHATS = 30
@@ -463,7 +470,35 @@ SERIES = {
     "inbox_first": "list_chats(user, 30, None)",
     "inbox_second": "list_chats(user, 30, <first page's cursor>)",
     "unread_count": "get_chat(chat, viewer) (read pointer mid-chat)",
+    "response_stats": "response_stats(seller of 1,000 chats this month, now - 30 days)",
 }
+
+
+# The response-statistics seller's chats: the buyer writes first (one or two messages), the
+# seller answers 85% of them after a few seconds to a few days, then the talk goes on.
+RESPONSE_SELLER_FILL = f"""
+WITH c AS (
+  SELECT gen_random_uuid() AS id, {RESPONSE_SELLER} + g AS buyer_id,
+         now() - interval '29 days' * random() AS at, random() < 0.85 AS answered,
+         1 + floor(random() * 2)::int AS asks, 2 + floor(random() * 6)::int AS more,
+         interval '1 second' * power(10, 1 + random() * 4.5) AS wait
+    FROM generate_series(1, {RESPONSE_SELLER_CHATS}) AS g
+), chats AS (
+  INSERT INTO chat.chats (id, buyer_id, seller_id, created_at, updated_at, last_seq)
+  SELECT id, buyer_id, {RESPONSE_SELLER}, at, at + wait * 3,
+         asks + CASE WHEN answered THEN more ELSE 0 END FROM c
+  RETURNING id
+)
+INSERT INTO chat.messages (id, chat_id, seq, sender_id, text, created_at)
+SELECT gen_random_uuid(), c.id, s.seq,
+       CASE WHEN s.seq <= c.asks OR s.seq % 2 = 0 THEN c.buyer_id ELSE {RESPONSE_SELLER} END,
+       'response-stats ' || s.seq,
+       CASE WHEN s.seq <= c.asks THEN c.at + interval '1 second' * s.seq
+            ELSE c.at + c.wait * (1 + (s.seq - c.asks - 1) * 0.2) END
+  FROM c JOIN chats ON chats.id = c.id
+  CROSS JOIN LATERAL generate_series(1, c.asks + CASE WHEN c.answered THEN c.more ELSE 0 END)
+       AS s(seq)
+"""
 
 
 class Timer:
@@ -579,10 +614,20 @@ class Bench:
         assert found is not None
         assert found.unread_count > 0, "the viewer's pointer is mid-chat"
 
+    async def response_stats(self, rng: random.Random) -> None:
+        since = datetime.now(UTC) - timedelta(days=30)
+        stats = await self.timer.run(
+            "response_stats",
+            self.storage.response_stats(RESPONSE_SELLER, since),
+            lambda s: s.chats,
+            [(RESPONSE_STATS, [RESPONSE_SELLER, since])],
+        )
+        assert stats.chats == RESPONSE_SELLER_CHATS, stats
+
 
 async def measure(bench: Bench, warmup: int, iterations: int, seed: int) -> None:
     rng = random.Random(seed)
-    for step in (bench.history, bench.sync, bench.inbox, bench.unread):
+    for step in (bench.history, bench.sync, bench.inbox, bench.unread, bench.response_stats):
         name = step.__name__
         bench.timer.recording = False
         for _ in range(warmup):
@@ -714,6 +759,12 @@ async def plans(conn: asyncpg.Connection, storage: PostgresStorage, data: DataSe
             f"chat of {length} messages, viewer {viewer} read to seq {pointer}",
             [unread_chat, viewer],
         ),
+        (
+            "response_stats",
+            "RESPONSE_STATS",
+            f"seller {RESPONSE_SELLER} ({RESPONSE_SELLER_CHATS} chats in the window)",
+            [RESPONSE_SELLER, datetime.now(UTC) - timedelta(days=30)],
+        ),
     ]
     statements = {
         "history: newest page": HISTORY_BEFORE,
@@ -723,6 +774,7 @@ async def plans(conn: asyncpg.Connection, storage: PostgresStorage, data: DataSe
         "LIST_CHATS_FIRST": LIST_CHATS_FIRST,
         "LIST_CHATS_AFTER": LIST_CHATS_AFTER,
         "GET_CHAT": GET_CHAT,
+        "RESPONSE_STATS": RESPONSE_STATS,
     }
     out: list[Any] = []
     for series, label, about, args in cases:
@@ -804,6 +856,12 @@ async def run(args: argparse.Namespace, server_dsn: str) -> int:
         )
         data = await read_dataset(conn)
         print("data set: " + json.dumps(data.summary), flush=True)
+        await conn.execute(f"DELETE FROM chat.chats WHERE seller_id = {RESPONSE_SELLER}")
+        await conn.execute(RESPONSE_SELLER_FILL)
+        # As autovacuum would: the new rows' pages become all-visible, so the index-only scans
+        # of response_stats read no heap (only the pages not yet all-visible are scanned).
+        await conn.execute("VACUUM (ANALYZE) chat.chats, chat.messages")
+        print(f"response-statistics seller: {RESPONSE_SELLER_CHATS} chats renewed", flush=True)
 
         storage = await PostgresStorage.connect(dsn, min_size=1, max_size=2, timeout_s=5)
         try:
@@ -842,8 +900,8 @@ async def run(args: argparse.Namespace, server_dsn: str) -> int:
                 "rows_mean": statistics.fmean(series.rows),
                 "server_p50_ms": summarize(server[series.name])["p50_ms"],
                 "server_p99_ms": summarize(server[series.name])["p99_ms"],
-                "target_p99_ms": TARGET_P99_MS,
-                "pass": figures["p99_ms"] <= TARGET_P99_MS,
+                "target_p99_ms": TARGET_P99_MS_BY_QUERY.get(series.name, TARGET_P99_MS),
+                "pass": figures["p99_ms"] <= TARGET_P99_MS_BY_QUERY.get(series.name, TARGET_P99_MS),
                 "by_user_size": by_tag,
             }
         )

@@ -18,6 +18,7 @@ import socketio
 import structlog
 from fastapi import FastAPI
 
+from marketplace_chat.api.admin import admin_router
 from marketplace_chat.api.docs import install_docs
 from marketplace_chat.api.http_errors import install_error_handlers
 from marketplace_chat.api.middleware import ApiCors, BodyLimit
@@ -37,11 +38,15 @@ from marketplace_chat.lifecycle import BackgroundLoop, Deadline
 from marketplace_chat.metrics import Metrics
 from marketplace_chat.realtime.connection import connect as connect_redis
 from marketplace_chat.realtime.limits import RedisRateLimiter
-from marketplace_chat.realtime.presence import RedisPresence
+from marketplace_chat.realtime.presence import Presence, RedisPresence
 from marketplace_chat.realtime.typing_state import RedisTypingState
 from marketplace_chat.service import ChatService
 from marketplace_chat.settings import Settings, VerifierKind
+from marketplace_chat.storage.base import EventPolicy
+from marketplace_chat.storage.outbox import OutboxStore
 from marketplace_chat.storage.postgres import PostgresStorage
+from marketplace_chat.webhooks.dispatcher import CONCURRENCY, POLL_S, Dispatcher, DispatchPolicy
+from marketplace_chat.webhooks.poster import WebhookPoster
 
 log = structlog.get_logger(__name__)
 
@@ -199,12 +204,15 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        hooks = settings.webhooks
         storage = await PostgresStorage.connect(
             database_dsn,
             min_size=settings.database.pool_min,
             max_size=settings.database.pool_max,
             timeout_s=settings.database.timeout_s,
+            events=EventPolicy(hooks.enabled, hooks.unread_notify_after_s),
         )
+        outbox = OutboxStore(storage.pool, settings.database.timeout_s)
         app.state.storage = storage
         http = httpx.AsyncClient(timeout=settings.auth.auth_verify_timeout_s)
         verifier = build_verifier(settings, redis, http, clock, metrics)
@@ -228,6 +236,7 @@ def create_app(
             grace_s=settings.auth.auth_expired_grace_s,
         )
         app.include_router(rest_router(service, verifier))
+        app.include_router(admin_router(outbox, clock, hooks.admin_api_key))
         chat_app._namespace, chat_app._service, chat_app._sio = namespace, service, sio
         if fanout is not None:
             fanout.start()
@@ -236,6 +245,25 @@ def create_app(
         )
         chat_app._loops.append(housekeeping)
         housekeeping.start()
+        sender: WebhookPoster | None = None
+        if hooks.webhook_url:
+            sender = WebhookPoster(hooks.webhook_url, hooks.webhook_timeout_s, CONCURRENCY)
+            policy = DispatchPolicy(
+                settings.webhook_secret(), hooks.webhook_timeout_s, hooks.webhook_max_attempts
+            )
+            webhooks: BackgroundLoop | None = None
+            dispatcher = Dispatcher(
+                outbox,
+                sender,
+                clock,
+                policy,
+                metrics,
+                _online(service.presence),
+                running=lambda: webhooks is not None and not webhooks.stopping,
+            )
+            webhooks = BackgroundLoop("webhooks", dispatcher.tick, POLL_S)
+            chat_app._loops.append(webhooks)
+            webhooks.start()
         log.info("node_started", node_id=node_id)
         try:
             yield
@@ -246,6 +274,8 @@ def create_app(
             await deadline.run(service.drain(), "background_work", keep_s=CLOSE_RESERVE_S)
             await deadline.run(verifier.flush(), "auth_cache_flush", keep_s=CLOSE_RESERVE_S)
             await deadline.run(http.aclose(), "http_client_close", keep_s=CLOSE_RESERVE_S)
+            if sender is not None:
+                await deadline.run(sender.aclose(), "webhooks_close", keep_s=CLOSE_RESERVE_S)
             if not await deadline.run(storage.close(), "postgres_close"):
                 storage.terminate()
             if fanout is not None:
@@ -279,6 +309,13 @@ def create_app(
         shutdown_timeout_s=settings.server.shutdown_timeout_s,
     )
     return chat_app
+
+
+def _online(presence: Presence) -> Callable[[int], Awaitable[bool]]:
+    async def is_online(user_id: int) -> bool:
+        return bool(await presence.online([user_id]))
+
+    return is_online
 
 
 def _ping_db(api: FastAPI) -> Any:

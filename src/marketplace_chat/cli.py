@@ -1,4 +1,4 @@
-"""`marketplace-chat serve | migrate | check | token | asyncapi`."""
+"""`marketplace-chat serve | migrate | check | token | asyncapi | webhooks`."""
 
 from __future__ import annotations
 
@@ -63,6 +63,13 @@ def _parser() -> argparse.ArgumentParser:
     token.add_argument("--user", type=int, required=True, help="user id (the sub claim)")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.add_argument("--dev", action="store_true", help="use the development secret")
+    hooks = sub.add_parser("webhooks", help="list webhook events, or send a failed one again")
+    hooks_sub = hooks.add_subparsers(dest="webhooks_command", required=True)
+    listing = hooks_sub.add_parser("list", help="pending or failed events, newest first")
+    listing.add_argument("--status", choices=["pending", "failed"], default="failed")
+    listing.add_argument("--limit", type=int, default=50, help="1 to 100 (default 50)")
+    retry = hooks_sub.add_parser("retry", help="send a failed event again (same id)")
+    retry.add_argument("id", help="the event id")
     spec = sub.add_parser("asyncapi", help="print the AsyncAPI 3 description of /chat")
     spec.add_argument("--output", help="write it to this file instead of stdout")
     return parser
@@ -95,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.server.log_level, settings.log_format)
         if args.command == "migrate":
             return migrate(settings)
+        if args.command == "webhooks":
+            return webhooks(settings, args)
         settings.verifier_kind()
         if (problem := seams.verify()) is not None:
             print(f"marketplace-chat: cannot start: {problem}", file=sys.stderr)
@@ -214,6 +223,43 @@ def migrate(settings: Settings) -> int:
         upgrade(dsn)
     log.info("migrated")
     return 0
+
+
+def webhooks(settings: Settings, args: argparse.Namespace) -> int:
+    """`webhooks list` prints one JSON object per event; `webhooks retry ID` the event after."""
+    from marketplace_chat.errors import ChatError
+
+    with backends(settings) as (dsn, _):
+        try:
+            for line in asyncio.run(_webhooks(settings, dsn, args)):
+                print(line)
+        except ChatError as exc:
+            print(f"marketplace-chat: {exc.message}", file=sys.stderr)
+            return 1
+    return 0
+
+
+async def _webhooks(settings: Settings, dsn: str, args: argparse.Namespace) -> list[str]:
+    import orjson
+
+    from marketplace_chat.clock import SystemClock
+    from marketplace_chat.models import parse
+    from marketplace_chat.storage.outbox import OutboxStore
+    from marketplace_chat.storage.pool import create_pool
+    from marketplace_chat.webhooks import admin
+
+    timeout = settings.database.timeout_s
+    pool = await create_pool(dsn, min_size=1, max_size=1, timeout_s=timeout)
+    try:
+        operator = admin.WebhookAdmin(OutboxStore(pool, timeout), SystemClock())
+        if args.webhooks_command == "retry":
+            event = await operator.retry(parse(admin.WebhookRef, {"id": args.id}))
+            return [orjson.dumps(admin.to_wire(event)).decode()]
+        query = parse(admin.WebhooksQuery, {"status": args.status, "limit": args.limit})
+        page = await operator.list(query)
+        return [orjson.dumps(admin.to_wire(e)).decode() for e in page.webhooks]
+    finally:
+        await pool.close()
 
 
 def serve(settings: Settings) -> int:

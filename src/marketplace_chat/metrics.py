@@ -61,6 +61,25 @@ class Metrics:
             "chat_rate_limited_total", "Actions refused by a rate limit", ["action"], registry=r
         )
 
+        self.webhook_deliveries = Counter(
+            "chat_webhook_deliveries_total",
+            "Webhook attempts by result: delivered, retried, failed (for good), dropped "
+            "(a reminder of a message read meanwhile)",
+            ["result"],
+            registry=r,
+        )
+        self.webhooks_pending = Gauge(
+            "chat_webhooks_pending", "Events in the outbox waiting for delivery", registry=r
+        )
+        self.webhooks_failed = Gauge(
+            "chat_webhooks_failed", "Events that failed for good and are kept", registry=r
+        )
+        self.webhooks_oldest_pending = Gauge(
+            "chat_webhooks_oldest_pending_seconds",
+            "Age of the oldest event waiting for delivery (0 when none waits)",
+            registry=r,
+        )
+
     def observe_cache(self, hit: bool) -> None:
         self.auth_cache.labels("hit" if hit else "miss").inc()
 

@@ -146,6 +146,10 @@ class ChatsQuery(Payload):
     before: Text | None = Field(default=None, max_length=200)
 
 
+class UserRef(Payload):
+    user_id: Id
+
+
 class UsersOnlineQuery(Payload):
     user_ids: list[Id] | None = Field(default=None, max_length=500)
 
@@ -293,3 +297,28 @@ class ReadReceipt:
 class SendResult:
     message: Message
     created: bool  # False when a repeated clientMessageId returned the first message
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseStats:
+    """How a seller answers: over the chats whose first message came from the buyer inside the
+    window, how many the seller answered, and how long the first answer took (seconds)."""
+
+    user_id: int
+    window_days: int
+    chats: int
+    answered: int
+    answered_within_24h: int
+    median_first_reply_s: float | None
+    p90_first_reply_s: float | None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "userId": self.user_id,
+            "windowDays": self.window_days,
+            "chats": self.chats,
+            "answered": self.answered,
+            "answeredWithin24h": self.answered_within_24h,
+            "medianFirstReplyS": self.median_first_reply_s,
+            "p90FirstReplyS": self.p90_first_reply_s,
+        }

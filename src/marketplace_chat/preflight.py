@@ -95,6 +95,17 @@ def url_problem(name: str, url: str | None, schemes: Iterable[str]) -> str | Non
     return None
 
 
+def webhook_url_problem(url: str | None) -> str | None:
+    """A line saying why `WEBHOOK_URL` cannot be posted to, or None when it can."""
+    problem = url_problem("WEBHOOK_URL", url, ("http", "https"))
+    if problem is None and url and not urlsplit(url).hostname:
+        problem = f"WEBHOOK_URL: no host in {masked(url)}"
+    if problem is None and url and (urlsplit(url).username or urlsplit(url).password):
+        # Not sent: the receiver authenticates the service by the signature.
+        problem = f"WEBHOOK_URL: credentials in the URL are not supported: {masked(url)}"
+    return problem
+
+
 def public_key_problem(pem: str | None) -> str | None:
     """A line saying why `JWT_PUBLIC_KEY` is not a usable PEM public key, or None."""
     if not pem:

@@ -7,6 +7,7 @@ user id; `origin` names the calling socket where there is one.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import uuid
 from collections.abc import Awaitable, Callable
@@ -28,6 +29,7 @@ from marketplace_chat.models import (
     MessageSend,
     Participants,
     ReadReceipt,
+    ResponseStats,
     SyncQuery,
     iso,
 )
@@ -41,6 +43,9 @@ from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMe
 # the commit and the fan-out: unless the fan-out saw the message go out, it goes out again, with
 # the same id (a client keeps one message per id). Older retries are answered without an event.
 REPUBLISH_WITHIN = timedelta(minutes=5)
+# Response statistics look at the chats started in the last 30 days: long enough to smooth a
+# slow week, short enough that a seller who got faster is shown as such.
+RESPONSE_WINDOW_DAYS = 30
 
 log = structlog.get_logger(__name__)
 
@@ -214,6 +219,13 @@ class ChatService:
                 [parts.buyer_id, parts.seller_id], "message:read", receipt.to_wire()
             )
         return receipt
+
+    async def response_stats(self, user_id: int) -> ResponseStats:
+        """How `user_id` answers as a seller; any authenticated user may ask (marketplace-api
+        shows it on listings as "usually answers within an hour")."""
+        since = self._clock.now() - timedelta(days=RESPONSE_WINDOW_DAYS)
+        stats = await self.storage.response_stats(user_id, since)
+        return dataclasses.replace(stats, user_id=user_id, window_days=RESPONSE_WINDOW_DAYS)
 
     # -- typing --------------------------------------------------------------------------------
 

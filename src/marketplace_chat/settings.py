@@ -24,9 +24,15 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from marketplace_chat.preflight import explain, public_key_problem, url_problem
+from marketplace_chat.preflight import (
+    explain,
+    public_key_problem,
+    url_problem,
+    webhook_url_problem,
+)
 
 DEV_JWT_SECRET = "marketplace-chat-development-secret-do-not-use-in-production"  # noqa: S105
+DEV_WEBHOOK_SECRET = "marketplace-chat-development-webhooks"  # noqa: S105
 
 
 class Environment(StrEnum):
@@ -191,6 +197,25 @@ class LimitSettings(BaseSettings):
     max_sockets_per_user: int = Field(default=50, ge=0)
 
 
+class WebhookSettings(BaseSettings):
+    """Events for marketplace-api (webhooks) and the operators' routes that manage them."""
+
+    model_config = _config()
+
+    # Unset: no webhooks, and nothing is written to the outbox.
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    webhook_timeout_s: PositiveFloat = 5.0
+    webhook_max_attempts: PositiveInt = 15
+    unread_notify_after_s: float = Field(default=60.0, ge=0)
+    # Unset: every /api/admin route answers 403.
+    admin_api_key: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.webhook_url)
+
+
 class SettingsError(Exception):
     """The configuration cannot run a service; each line of the message says what to set."""
 
@@ -214,6 +239,7 @@ class Settings(BaseModel):
     redis: RedisSettings
     auth: AuthSettings
     limits: LimitSettings
+    webhooks: WebhookSettings
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **server: Any) -> Settings:
@@ -236,12 +262,20 @@ class Settings(BaseModel):
                 url_problem("REDIS_URL", settings.redis.url, REDIS_SCHEMES),
                 url_problem("MARKETPLACE_API_URL", settings.auth.marketplace_api_url, HTTP),
                 public_key_problem(settings.auth.jwt_public_key),
+                webhook_url_problem(settings.webhooks.webhook_url),
+                settings._webhook_secret_problem(),
             )
             if line is not None
         ]
         if problems:
             raise SettingsError(*problems)
         return settings
+
+    def _webhook_secret_problem(self) -> str | None:
+        hooks = self.webhooks
+        if hooks.enabled and not hooks.webhook_secret and not self.development:
+            return "WEBHOOK_URL is set but WEBHOOK_SECRET is not: set the secret that signs them"
+        return None
 
     @property
     def development(self) -> bool:
@@ -284,6 +318,10 @@ class Settings(BaseModel):
             raise SettingsError("AUTH_VERIFIER=local needs JWT_SECRET or JWT_PUBLIC_KEY")
         return kind
 
+    def webhook_secret(self) -> str:
+        """The key that signs webhooks: `WEBHOOK_SECRET`, or in development mode a fixed one."""
+        return self.webhooks.webhook_secret or DEV_WEBHOOK_SECRET
+
     def jwt_secret(self) -> str | None:
         if self.auth.jwt_secret:
             return self.auth.jwt_secret
@@ -298,4 +336,5 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "redis": RedisSettings,
     "auth": AuthSettings,
     "limits": LimitSettings,
+    "webhooks": WebhookSettings,
 }

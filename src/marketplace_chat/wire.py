@@ -113,6 +113,18 @@ class ReadPointer(Out):
     read_at: Timestamp
 
 
+class ResponseStats(Out):
+    """How quickly a user answers as a seller (`GET /api/users/{userId}/response-stats`)."""
+
+    user_id: UserId
+    window_days: int
+    chats: Annotated[int, Field(ge=0)]
+    answered: Annotated[int, Field(ge=0)]
+    answered_within_24h: Annotated[int, Field(ge=0, alias="answeredWithin24h")]
+    median_first_reply_s: float | None
+    p90_first_reply_s: float | None
+
+
 class ReadReceipt(Out):
     """A participant's read pointer moved forward."""
 

@@ -30,6 +30,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/chats/{chat}/messages", None),
     ("POST", "/api/chats/{chat}/messages", {"text": "hello"}),
     ("POST", "/api/chats/{chat}/read", {"messageId": "{message}"}),
+    ("GET", "/api/users/{user}/response-stats", None),
 ]
 
 
@@ -419,7 +420,11 @@ async def test_openapi_describes_objects_bodies_errors_and_the_bearer_scheme(
 
     components = spec["components"]
     schemes = components["securitySchemes"]
-    assert [(s["type"], s["scheme"]) for s in schemes.values()] == [("http", "bearer")], schemes
+    # The users' JWTs, and the operators' ADMIN_API_KEY of the /api/admin routes.
+    assert {n: (s["type"], s["scheme"]) for n, s in schemes.items()} == {
+        "bearer": ("http", "bearer"),
+        "adminKey": ("http", "bearer"),
+    }, schemes
     schemas = components["schemas"]
     assert set(schemas["Chat"]["properties"]) >= {
         "id", "buyerId", "sellerId", "productId", "createdAt", "updatedAt", "lastMessage",
@@ -443,10 +448,11 @@ async def test_openapi_describes_objects_bodies_errors_and_the_bearer_scheme(
         ("get", "/api/chats/{chatId}/messages"): ("200", "HistoryPage"),
         ("post", "/api/chats/{chatId}/messages"): ("201", "Message"),
         ("post", "/api/chats/{chatId}/read"): ("200", "ReadPointer"),
+        ("get", "/api/users/{userId}/response-stats"): ("200", "ResponseStats"),
     }
     for (method, path), (status, schema) in expected.items():
         operation = op(method, path)
-        assert operation["security"] == [{name: []} for name in schemes], (method, path)
+        assert operation["security"] == [{"bearer": []}], (method, path)
         assert ref(operation["responses"][status]) == schema, (method, path)
         for error_status in ("401", "404", "422", "500"):
             assert ref(operation["responses"][error_status]) == "Error", (method, path)
@@ -459,6 +465,39 @@ async def test_openapi_describes_objects_bodies_errors_and_the_bearer_scheme(
     assert "chatId" not in bodies["/api/chats/{chatId}/messages"]["properties"]
     assert bodies["/api/chats/{chatId}/read"]["required"] == ["messageId"]
     assert "413" in op("post", "/api/chats")["responses"]
+
+
+async def test_response_stats_count_the_seller_s_first_replies(
+    connect: Connect, chat_server: ChatServer, tokens: Tokens
+) -> None:
+    p = await pair(connect)
+    asked = await send(p.buyer, p.chat_id, "is it available?")
+    await send(p.buyer, p.chat_id, "hello?")
+    replied = await send(p.seller, p.chat_id, "yes")
+    chat = ok(
+        await p.seller.emit_ack("chat:create", {"buyerId": new_user_id(), "sellerId": p.seller_id})
+    )
+    await send(p.seller, chat["id"], "not a buyer's start")  # started by the seller: left out
+
+    async with rest(chat_server, tokens.mint(new_user_id())) as http:
+        stats = body(await http.get(f"/api/users/{p.seller_id}/response-stats"), 200)
+        stranger = body(await http.get(f"/api/users/{new_user_id()}/response-stats"), 200)
+        for bad in ("abc", "0", "-1", str(2**53)):
+            rest_failed(await http.get(f"/api/users/{bad}/response-stats"), "VALIDATION_ERROR")
+
+    wait_s = (parse_iso(replied["createdAt"]) - parse_iso(asked["createdAt"])).total_seconds()
+    assert stats == {
+        "userId": p.seller_id,
+        "windowDays": 30,
+        "chats": 1,
+        "answered": 1,
+        "answeredWithin24h": 1,
+        "medianFirstReplyS": pytest.approx(wait_s, abs=0.001),
+        "p90FirstReplyS": pytest.approx(wait_s, abs=0.001),
+    }
+    assert stranger["chats"] == 0
+    assert stranger["medianFirstReplyS"] is None
+    assert stranger["p90FirstReplyS"] is None
 
 
 @pytest.mark.parametrize("page", ["/docs", "/redoc"])

@@ -11,7 +11,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from marketplace_chat.errors import NotFound
-from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
+from marketplace_chat.models import (
+    Chat,
+    Message,
+    Participants,
+    ReadReceipt,
+    ResponseStats,
+    SendResult,
+)
 from marketplace_chat.realtime.limits import Budget
 from marketplace_chat.realtime.presence import Arrival
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
@@ -199,6 +206,27 @@ class MemoryStorage:
                 found[chat.seller_id if chat.buyer_id == user_id else chat.buyer_id] = None
         return list(found)
 
+    async def response_stats(self, seller_id: int, since: datetime) -> ResponseStats:
+        waits: list[float | None] = []
+        for chat in self.chats.values():
+            if chat.seller_id != seller_id or not chat.messages:
+                continue
+            first = chat.messages[0]
+            if first.sender_id != chat.buyer_id or first.created_at < since:
+                continue
+            reply = next((m for m in chat.messages if m.sender_id == seller_id), None)
+            waits.append((reply.created_at - first.created_at).total_seconds() if reply else None)
+        answered = sorted(w for w in waits if w is not None)
+        return ResponseStats(
+            user_id=seller_id,
+            window_days=0,
+            chats=len(waits),
+            answered=len(answered),
+            answered_within_24h=sum(1 for w in answered if w <= 86_400),
+            median_first_reply_s=_percentile(answered, 0.5),
+            p90_first_reply_s=_percentile(answered, 0.9),
+        )
+
     async def ping(self) -> None:
         return None
 
@@ -207,6 +235,16 @@ class MemoryStorage:
 
     def rows(self, chat_id: str) -> list[Message]:
         return list(self.chats[chat_id].messages)
+
+
+def _percentile(values: list[float], fraction: float) -> float | None:
+    """PostgreSQL's percentile_cont: linear between the two nearest of the sorted values."""
+    if not values:
+        return None
+    rank = fraction * (len(values) - 1)
+    low = int(rank)
+    high = min(low + 1, len(values) - 1)
+    return values[low] + (values[high] - values[low]) * (rank - low)
 
 
 class MemoryPresence:

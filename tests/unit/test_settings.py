@@ -6,6 +6,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from marketplace_chat.settings import (
     DEV_JWT_SECRET,
+    DEV_WEBHOOK_SECRET,
     AuthSettings,
     DatabaseSettings,
     Environment,
@@ -15,9 +16,17 @@ from marketplace_chat.settings import (
     Settings,
     SettingsError,
     VerifierKind,
+    WebhookSettings,
 )
 
-SECTIONS = (ServerSettings, DatabaseSettings, RedisSettings, AuthSettings, LimitSettings)
+SECTIONS = (
+    ServerSettings,
+    DatabaseSettings,
+    RedisSettings,
+    AuthSettings,
+    LimitSettings,
+    WebhookSettings,
+)
 
 
 def variables() -> list[str]:
@@ -257,3 +266,47 @@ def test_logs_are_console_in_development_and_json_otherwise(
     assert load().log_format == "console"
     monkeypatch.setenv("LOG_FORMAT", "json")
     assert load().log_format == "json"
+
+
+def test_webhooks_are_off_by_default_and_the_spec_defaults_hold() -> None:
+    hooks = load().webhooks
+    assert not hooks.enabled
+    assert (hooks.webhook_timeout_s, hooks.webhook_max_attempts) == (5.0, 15)
+    assert hooks.unread_notify_after_s == 60.0
+    assert hooks.admin_api_key is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "not a url",
+        "ftp://api.example.test/hooks",
+        "http://",
+        "https://:80/x",
+        "https://user:pw@api.example.test/hooks",
+    ],
+)
+def test_an_unusable_webhook_url_is_one_clear_line(
+    monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("WEBHOOK_URL", url)
+    monkeypatch.setenv("WEBHOOK_SECRET", "s")
+    with pytest.raises(SettingsError) as raised:
+        load()
+    assert len(raised.value.problems) == 1
+    assert raised.value.problems[0].startswith("WEBHOOK_URL: ")
+    assert "pw@" not in raised.value.problems[0]  # a password is never echoed
+
+
+def test_a_webhook_url_without_a_secret_is_refused_outside_development_mode(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WEBHOOK_URL", "https://api.example.test/chat-events")
+    with pytest.raises(SettingsError, match="WEBHOOK_SECRET"):
+        load()
+    monkeypatch.setenv("CHAT_ENV", "development")
+    settings = load()
+    assert settings.webhooks.enabled
+    assert settings.webhook_secret() == DEV_WEBHOOK_SECRET
+    monkeypatch.setenv("WEBHOOK_SECRET", "mine")
+    assert load().webhook_secret() == "mine"

@@ -22,6 +22,7 @@ from marketplace_chat.models import (
     HistoryQuery,
     MessageRead,
     MessageSend,
+    UserRef,
     parse,
 )
 from marketplace_chat.service import ChatService
@@ -154,6 +155,21 @@ def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
         await service.admit_event(user, "message:read")
         p = parse(MessageRead, {**_without_chat_id(await json_object(request)), "chatId": chat_id})
         return (await service.read(user, p)).to_wire(with_user=False)
+
+    @router.get(
+        "/users/{userId}/response-stats",
+        response_model=None,
+        responses={200: {"model": schemas.ResponseStats}, **READ_ERRORS},
+    )
+    async def response_stats(
+        user: User,
+        user_id: Annotated[str, Path(alias="userId", description="a user id")],
+    ) -> dict[str, Any]:
+        """How quickly a user answers as a seller, over the chats buyers started with them in
+        the last 30 days (seconds; median and p90 null when nothing was answered)."""
+        await service.admit_event(user, "chats:list")
+        ref = parse(UserRef, {"userId": user_id})
+        return (await service.response_stats(ref.user_id)).to_wire()
 
     return router
 

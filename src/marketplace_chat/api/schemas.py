@@ -22,6 +22,7 @@ Chat = wire.Chat
 ChatsPage = wire.ChatsPage
 HistoryPage = wire.HistoryPage
 ReadPointer = wire.ReadPointer
+ResponseStats = wire.ResponseStats
 
 
 class Error(BaseModel):

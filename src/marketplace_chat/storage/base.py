@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
+from marketplace_chat.models import (
+    Chat,
+    Message,
+    Participants,
+    ReadReceipt,
+    ResponseStats,
+    SendResult,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,6 +26,15 @@ class NewMessage:
     product_id: int | None
     client_message_id: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EventPolicy:
+    """Whether changes write their events to the outbox (only with a webhook URL, so that
+    nothing accumulates without one), and how long after a message its reminder falls due."""
+
+    enabled: bool = False
+    reminder_after_s: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +99,11 @@ class Storage(Protocol):
 
     async def partners(self, user_id: int) -> list[int]:
         """The users who share a chat with `user_id`."""
+        ...
+
+    async def response_stats(self, seller_id: int, since: datetime) -> ResponseStats:
+        """First replies of `seller_id` in the chats whose first message, from the buyer, was
+        sent at or after `since` (`window_days` is left for the caller to fill in)."""
         ...
 
     async def ping(self) -> None: ...

@@ -25,14 +25,16 @@ import asyncpg
 
 from marketplace_chat.errors import Unavailable
 from marketplace_chat.models import Message, SendResult
-from marketplace_chat.storage.base import NewMessage
+from marketplace_chat.storage.base import EventPolicy, NewMessage
+from marketplace_chat.storage.outbox_sql import OUTBOX_CTES
 
 MAX_BATCH = 256  # rows per statement; bounds the statement's size and a batch's latency
 
 MESSAGE_COLUMNS = "id, chat_id, seq, sender_id, text, product_id, client_message_id, created_at"
 
-# $1..$7: the batch's columns, in arrival order. Chats are locked in id order so that two nodes'
-# batches cannot deadlock on each other.
+# $1..$7: the batch's columns, in arrival order; $8 whether events are written to the outbox,
+# $9 the reminder delay in seconds. Chats are locked in id order so that two nodes' batches
+# cannot deadlock on each other.
 SEND_BATCH = f"""
 WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::bigint[],
@@ -40,7 +42,8 @@ WITH input AS (
          WITH ORDINALITY AS t(id, chat_id, sender_id, text, product_id, client_message_id,
                               created_at, ord)
 ), locked AS (
-  SELECT id FROM chat.chats WHERE id IN (SELECT chat_id FROM input) ORDER BY id FOR UPDATE
+  SELECT id, buyer_id, seller_id FROM chat.chats WHERE id IN (SELECT chat_id FROM input)
+   ORDER BY id FOR UPDATE
 ), existing AS (
   SELECT i.ord, m.id, m.chat_id, m.seq, m.sender_id, m.text, m.product_id, m.client_message_id,
          m.created_at
@@ -48,7 +51,9 @@ WITH input AS (
     JOIN chat.messages m ON m.chat_id = i.chat_id AND m.sender_id = i.sender_id
                         AND m.client_message_id = i.client_message_id
 ), fresh AS (
-  SELECT i.*, row_number() OVER (PARTITION BY i.chat_id ORDER BY i.ord) AS n
+  SELECT i.*, row_number() OVER (PARTITION BY i.chat_id ORDER BY i.ord) AS n,
+         -- rows up to the next one that names a product share its product context
+         count(i.product_id) OVER (PARTITION BY i.chat_id ORDER BY i.ord) AS product_run
     FROM input i
    WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.ord = i.ord)
      AND i.chat_id IN (SELECT id FROM locked)
@@ -73,7 +78,16 @@ WITH input AS (
    ORDER BY chat_id, ord DESC
   ON CONFLICT (chat_id) DO UPDATE
     SET product_id = EXCLUDED.product_id, updated_at = EXCLUDED.updated_at
-)
+), created AS (
+  SELECT ins.*, f.ord, l.buyer_id, l.seller_id,
+         COALESCE(max(f.product_id) OVER (PARTITION BY f.chat_id, f.product_run),
+                  prior.product_id) AS chat_product_id
+    FROM ins
+    JOIN fresh f ON f.id = ins.id
+    JOIN locked l ON l.id = ins.chat_id
+    LEFT JOIN chat.chat_context prior ON prior.chat_id = ins.chat_id
+   WHERE $8::boolean
+){OUTBOX_CTES}
 SELECT {MESSAGE_COLUMNS}, true AS created FROM ins
 UNION ALL
 SELECT {MESSAGE_COLUMNS}, false AS created FROM existing
@@ -101,11 +115,13 @@ class GroupCommitter:
         write_one: Callable[[NewMessage], Awaitable[SendResult | None]],
         to_message: Callable[[asyncpg.Record], Message],
         timeout_s: float,
+        events: EventPolicy | None = None,
     ) -> None:
         self._pool = pool
         self._write_one = write_one
         self._to_message = to_message
         self._timeout = timeout_s
+        self._events = events or EventPolicy()
         self._queue: list[_Pending] = []
         self._writer: asyncio.Task[None] | None = None
 
@@ -174,6 +190,8 @@ class GroupCommitter:
                 [m.product_id for m in messages],
                 [m.client_message_id for m in messages],
                 [m.created_at for m in messages],
+                self._events.enabled,
+                self._events.reminder_after_s,
             )
         by_ordinal: dict[int, asyncpg.Record] = {}
         for record in records:

@@ -14,9 +14,23 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from marketplace_chat.errors import NotFound, Unavailable, ValidationFailed
-from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, SendResult
-from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
+from marketplace_chat.models import (
+    Chat,
+    Message,
+    Participants,
+    ReadReceipt,
+    ResponseStats,
+    SendResult,
+)
+from marketplace_chat.storage.base import (
+    ChatPage,
+    ChatSync,
+    EventPolicy,
+    MessagePage,
+    NewMessage,
+)
 from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS, GroupCommitter, unreachable
+from marketplace_chat.storage.outbox_sql import ISO, OUTBOX_CTES
 from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool
 from marketplace_chat.storage.pool import configure_connection as configure_connection
 
@@ -70,7 +84,7 @@ WITH existing AS (
 ), bump AS (
   UPDATE chat.chats SET last_seq = last_seq + 1, updated_at = GREATEST(updated_at, $7)
    WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM existing)
-  RETURNING last_seq
+  RETURNING last_seq, buyer_id, seller_id
 ), ins AS (
   INSERT INTO chat.messages ({MESSAGE_COLUMNS})
   SELECT $1, $2, bump.last_seq, $3, $4, $5, $6, $7 FROM bump
@@ -81,7 +95,13 @@ WITH existing AS (
   SELECT $2, $5, $7 FROM ins WHERE $5::bigint IS NOT NULL
   ON CONFLICT (chat_id) DO UPDATE
     SET product_id = EXCLUDED.product_id, updated_at = EXCLUDED.updated_at
-)
+), created AS (
+  SELECT ins.*, 1 AS ord, bump.buyer_id, bump.seller_id,
+         COALESCE($5::bigint, prior.product_id) AS chat_product_id
+    FROM ins CROSS JOIN bump
+    LEFT JOIN chat.chat_context prior ON prior.chat_id = $2
+   WHERE $8::boolean
+){OUTBOX_CTES}
 SELECT {MESSAGE_COLUMNS}, true AS created FROM ins
 UNION ALL
 SELECT {MESSAGE_COLUMNS}, false AS created FROM existing
@@ -127,6 +147,53 @@ SELECT mine.id AS sync_chat_id, m.*
   ) m ON true
  WHERE mine.listed OR mine.last_seq > mine.from_seq
  ORDER BY mine.id, m.seq
+"""
+
+
+# A new chat's event, written in the transaction that creates the chat.
+CHAT_CREATED_EVENT = f"""
+INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)
+SELECT gen_random_uuid(), 'chat.created', c.id, c.id,
+       jsonb_build_object('chat', jsonb_build_object(
+         'id', c.id, 'buyerId', c.buyer_id, 'sellerId', c.seller_id,
+         'productId', ctx.product_id, 'createdAt', {ISO.format("c.created_at")})),
+       c.created_at, c.created_at
+  FROM chat.chats c LEFT JOIN chat.chat_context ctx ON ctx.chat_id = c.id
+ WHERE c.id = $1
+"""
+
+# A recipient who read up to a message needs no reminder of it: the pending one is dropped, so
+# that the next message schedules a fresh one.
+DROP_REMINDERS = """
+UPDATE chat.outbox SET status = 'cancelled', finished_at = $4, lease_token = NULL
+ WHERE type = 'message.unread' AND status = 'pending'
+   AND chat_id = $1 AND recipient_id = $2 AND message_seq <= $3
+"""
+
+
+# A seller's chats active since $2 (updated_at is at least the time of every message, so the
+# seller's activity index bounds the scan), each with its first message if the buyer sent it
+# inside the window (an exact lookup of seq 1), and the seller's first message after it: two
+# probes of the (chat, sender, seq) index per chat, answered from the index alone.
+RESPONSE_STATS = """
+WITH starts AS (
+  SELECT c.id, c.seller_id, f.created_at AS asked_at
+    FROM chat.chats c
+    JOIN chat.messages f ON f.chat_id = c.id AND f.sender_id = c.buyer_id AND f.seq = 1
+   WHERE c.seller_id = $1 AND c.updated_at >= $2 AND f.created_at >= $2
+), replies AS (
+  SELECT extract(epoch FROM r.created_at - s.asked_at)::float8 AS wait_s
+    FROM starts s
+    LEFT JOIN LATERAL (
+      SELECT m.created_at FROM chat.messages m
+       WHERE m.chat_id = s.id AND m.sender_id = s.seller_id ORDER BY m.seq LIMIT 1
+    ) r ON true
+)
+SELECT count(*) AS chats, count(wait_s) AS answered,
+       count(*) FILTER (WHERE wait_s <= 86400) AS within_24h,
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY wait_s) AS median,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY wait_s) AS p90
+  FROM replies
 """
 
 
@@ -178,23 +245,44 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 class PostgresStorage:
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float, *, group_commit: bool = True) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        timeout_s: float,
+        *,
+        group_commit: bool = True,
+        events: EventPolicy | None = None,
+    ) -> None:
         self._pool = pool
         self._timeout = timeout_s
+        self.events = events or EventPolicy()
         self._committer = (
-            GroupCommitter(pool, self._add_one, _message, timeout_s) if group_commit else None
+            GroupCommitter(pool, self._add_one, _message, timeout_s, self.events)
+            if group_commit
+            else None
         )
         self._participants: OrderedDict[str, Participants] = OrderedDict()
 
     @classmethod
     async def connect(
-        cls, dsn: str, *, min_size: int, max_size: int, timeout_s: float
+        cls,
+        dsn: str,
+        *,
+        min_size: int,
+        max_size: int,
+        timeout_s: float,
+        events: EventPolicy | None = None,
     ) -> PostgresStorage:
         try:
             pool = await create_pool(dsn, min_size=min_size, max_size=max_size, timeout_s=timeout_s)
         except DRIVER_ERRORS as exc:
             raise Unavailable(f"PostgreSQL is not reachable: {type(exc).__name__}") from None
-        return cls(pool, timeout_s)
+        return cls(pool, timeout_s, events=events)
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The pool, shared with the outbox's dispatcher."""
+        return self._pool
 
     @asynccontextmanager
     async def _conn(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
@@ -246,6 +334,8 @@ class PostgresStorage:
                 )
             if product_id is not None:
                 await conn.execute(SET_CONTEXT, chat_id, product_id, now)
+            if created and self.events.enabled:
+                await conn.execute(CHAT_CREATED_EVENT, chat_id)
             row = await conn.fetchrow(GET_CHAT, chat_id, viewer)
         assert row is not None
         chat = _chat(row)
@@ -279,6 +369,8 @@ class PostgresStorage:
             message.product_id,
             message.client_message_id,
             message.created_at,
+            self.events.enabled,
+            self.events.reminder_after_s,
         )
         async with self._conn() as conn:
             row: asyncpg.Record | None = None
@@ -291,7 +383,7 @@ class PostgresStorage:
                 row = await conn.fetchrow(
                     f"SELECT {MESSAGE_COLUMNS}, false AS created FROM chat.messages "
                     "WHERE chat_id = $1 AND sender_id = $2 AND client_message_id = $3",
-                    args[1],
+                    message.chat_id,
                     message.sender_id,
                     message.client_message_id,
                 )
@@ -374,6 +466,8 @@ class PostgresStorage:
                 now,
             )
             moved = row is not None
+            if moved and self.events.enabled:
+                await conn.execute(DROP_REMINDERS, chat_id, user_id, seq, now)
             if not moved:
                 row = await conn.fetchrow(
                     "SELECT seq, message_id, read_at FROM chat.read_pointers "
@@ -393,6 +487,20 @@ class PostgresStorage:
                 user_id,
             )
         return [row["partner"] for row in rows]
+
+    async def response_stats(self, seller_id: int, since: datetime) -> ResponseStats:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(RESPONSE_STATS, seller_id, since)
+        assert row is not None
+        return ResponseStats(
+            user_id=seller_id,
+            window_days=0,
+            chats=row["chats"],
+            answered=row["answered"],
+            answered_within_24h=row["within_24h"],
+            median_first_reply_s=row["median"],
+            p90_first_reply_s=row["p90"],
+        )
 
     async def ping(self) -> None:
         async with self._conn() as conn:

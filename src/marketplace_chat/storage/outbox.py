@@ -1,0 +1,305 @@
+"""The outbox as the dispatchers and the operators see it: claim, settle, list, retry, prune.
+
+Claims are leases: a claimed event carries a fresh `lease_token` and a `lease_until`; only the
+holder of the token can settle it, and once the lease has run out (an instance that died
+mid-delivery) any dispatcher may claim it again. Within a lane (a chat) only the earliest
+pending event is ever claimable, so a chat's events go out in commit order, one at a time.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from marketplace_chat.errors import Unavailable
+from marketplace_chat.models import Message
+from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS
+from marketplace_chat.storage.pool import DRIVER_ERRORS
+
+PRUNE_BATCH = 1000  # rows per pruning statement: bounds how long one prune holds its locks
+CLAIM_SCAN = 5000  # due events one claim looks at, at most
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    pos: int
+    id: str
+    type: str
+    chat_id: str | None
+    recipient_id: int | None
+    sender_id: int | None
+    message_seq: int | None
+    data: str | None  # JSON text; None for a reminder not yet built
+    created_at: datetime
+    attempts: int
+    lease_token: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An event as operators see it."""
+
+    pos: int
+    id: str
+    type: str
+    status: Status
+    chat_id: str | None
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    finished_at: datetime | None
+    last_error: str | None
+    data: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt ended: delivered, or failed (retry at `retry_at`, or for good without)."""
+
+    event: OutboxEvent
+    delivered: bool
+    error: str | None = None
+    retry_at: datetime | None = None
+    data: str | None = None  # a reminder's data, kept from its first attempt on
+    cancelled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReminderState:
+    read_seq: int
+    unread_count: int
+    last_message: Message | None
+
+
+# The due events are looked at in due order, at most $5 of them (a backlog behind a receiver
+# that is down costs each claim that much and no more); of those, the ones not held back by an
+# earlier pending event of their lane are leased. The outer conditions on `o` are checked again
+# on the row's newest version once it is locked, so a row another dispatcher leased meanwhile
+# is skipped, never claimed twice.
+CLAIM = """
+WITH due AS (
+  SELECT o.pos
+    FROM (SELECT pos, lane FROM chat.outbox
+           WHERE status = 'pending' AND next_attempt_at <= $1
+             AND (lease_until IS NULL OR lease_until <= $1)
+           ORDER BY next_attempt_at, pos
+           LIMIT $5) c
+    JOIN chat.outbox o ON o.pos = c.pos
+   WHERE o.status = 'pending' AND (o.lease_until IS NULL OR o.lease_until <= $1)
+     AND (c.lane IS NULL OR NOT EXISTS (
+           SELECT 1 FROM chat.outbox e
+            WHERE e.lane = c.lane AND e.status = 'pending' AND e.pos < c.pos))
+   LIMIT $2
+   FOR UPDATE OF o SKIP LOCKED
+)
+UPDATE chat.outbox o SET lease_token = $3, lease_until = $4
+  FROM due WHERE o.pos = due.pos
+RETURNING o.pos, o.id, o.type, o.chat_id, o.recipient_id, o.sender_id, o.message_seq,
+          o.data::text AS data, o.created_at, o.attempts, o.lease_token
+"""
+
+SETTLE = """
+UPDATE chat.outbox o
+   SET status = s.status, attempts = o.attempts + s.tried, last_error = s.error,
+       next_attempt_at = COALESCE(s.retry_at, o.next_attempt_at),
+       finished_at = CASE WHEN s.status = 'pending' THEN NULL ELSE $2::timestamptz END,
+       data = COALESCE(s.data::jsonb, o.data), lease_token = NULL, lease_until = NULL
+  FROM unnest($1::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
+              $8::int[]) AS s(id, token, status, error, retry_at, data, tried)
+ WHERE o.id = s.id AND o.lease_token = s.token
+"""
+
+REMINDER_STATE = f"""
+SELECT COALESCE(r.seq, 0) AS read_seq,
+       (SELECT count(*) FROM chat.messages u
+         WHERE u.chat_id = $1 AND u.seq > COALESCE(r.seq, 0) AND u.sender_id <> $2) AS unread,
+       m.*
+  FROM chat.chats c
+  LEFT JOIN chat.read_pointers r ON r.chat_id = c.id AND r.user_id = $2
+  LEFT JOIN LATERAL (
+    SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE chat_id = c.id AND seq = c.last_seq
+  ) m ON true
+ WHERE c.id = $1
+"""
+
+LIST_COLUMNS = (
+    "pos, id, type, status, chat_id, attempts, created_at, next_attempt_at, finished_at, "
+    "last_error, data::text AS data"
+)
+
+RETRY = """
+UPDATE chat.outbox SET status = 'pending', attempts = 0, next_attempt_at = $2, last_error = NULL,
+       finished_at = NULL, lease_token = NULL, lease_until = NULL
+ WHERE id = $1 AND status IN ('failed', 'delivered')
+RETURNING pos
+"""
+
+PRUNE = """
+DELETE FROM chat.outbox WHERE pos IN (
+  SELECT pos FROM chat.outbox
+   WHERE status IN ('delivered', 'cancelled') AND finished_at < $1 LIMIT $2)
+"""
+
+# Each figure from its own partial index: the delivered rows (most of the table) are never read.
+STATS = """
+SELECT (SELECT count(*) FROM chat.outbox WHERE status = 'pending') AS pending,
+       (SELECT min(created_at) FROM chat.outbox WHERE status = 'pending') AS oldest,
+       (SELECT count(*) FROM chat.outbox WHERE status = 'failed') AS failed
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    pending: int
+    oldest_pending: datetime | None
+    failed: int
+
+
+class OutboxStore:
+    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
+        self._pool = pool
+        self._timeout = timeout_s
+
+    @asynccontextmanager
+    async def _conn(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+        try:
+            async with self._pool.acquire(timeout=self._timeout) as conn:
+                yield conn
+        except DRIVER_ERRORS as exc:
+            raise Unavailable(f"The database is unavailable: {type(exc).__name__}") from None
+
+    async def claim(self, now: datetime, limit: int, lease_until: datetime) -> list[OutboxEvent]:
+        """Lease up to `limit` due events, at most one per lane, none in flight elsewhere."""
+        token = str(uuid.uuid4())
+        async with self._conn() as conn:
+            rows = await conn.fetch(CLAIM, now, limit, token, lease_until, CLAIM_SCAN)
+        return [
+            OutboxEvent(
+                pos=r["pos"],
+                id=r["id"],
+                type=r["type"],
+                chat_id=r["chat_id"],
+                recipient_id=r["recipient_id"],
+                sender_id=r["sender_id"],
+                message_seq=r["message_seq"],
+                data=r["data"],
+                created_at=r["created_at"],
+                attempts=r["attempts"],
+                lease_token=r["lease_token"],
+            )
+            for r in rows
+        ]
+
+    async def settle(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """Record how the attempts ended, in one statement; a lease lost meanwhile (the event
+        was claimed again elsewhere after it ran out) leaves the row to its new holder."""
+        if not outcomes:
+            return
+        statuses = []
+        for o in outcomes:
+            if o.cancelled:
+                statuses.append(Status.CANCELLED.value)
+            elif o.delivered:
+                statuses.append(Status.DELIVERED.value)
+            elif o.retry_at is not None:
+                statuses.append(Status.PENDING.value)
+            else:
+                statuses.append(Status.FAILED.value)
+        async with self._conn() as conn:
+            await conn.execute(
+                SETTLE,
+                [o.event.id for o in outcomes],
+                now,
+                [o.event.lease_token for o in outcomes],
+                statuses,
+                [o.error for o in outcomes],
+                [o.retry_at for o in outcomes],
+                [o.data for o in outcomes],
+                [0 if o.cancelled else 1 for o in outcomes],
+            )
+
+    async def reminder_state(self, chat_id: str, recipient_id: int) -> ReminderState | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(REMINDER_STATE, chat_id, recipient_id)
+        if row is None:
+            return None
+        last = None
+        if row["id"] is not None:
+            last = Message(
+                id=row["id"],
+                chat_id=row["chat_id"],
+                seq=row["seq"],
+                sender_id=row["sender_id"],
+                text=row["text"],
+                product_id=row["product_id"],
+                client_message_id=row["client_message_id"],
+                created_at=row["created_at"],
+            )
+        return ReminderState(row["read_seq"], row["unread"], last)
+
+    async def list(self, status: Status, limit: int, before: int | None) -> list[EventRow]:
+        """Events of one status, newest first, `limit` of them from before `before` (a pos)."""
+        async with self._conn() as conn:
+            rows = await conn.fetch(
+                f"SELECT {LIST_COLUMNS} FROM chat.outbox WHERE status = $1 "
+                "AND ($3::bigint IS NULL OR pos < $3) ORDER BY pos DESC LIMIT $2",
+                status.value,
+                limit,
+                before,
+            )
+        return [_event_row(r) for r in rows]
+
+    async def get(self, event_id: str) -> EventRow | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                f"SELECT {LIST_COLUMNS} FROM chat.outbox WHERE id = $1", event_id
+            )
+        return _event_row(row) if row is not None else None
+
+    async def retry(self, event_id: str, now: datetime) -> EventRow | None:
+        """Send a failed (or delivered) event again, from a fresh count of attempts; a pending
+        one is left as it is. None for an unknown id."""
+        async with self._conn() as conn:
+            await conn.fetchval(RETRY, event_id, now)
+        return await self.get(event_id)
+
+    async def prune(self, finished_before: datetime) -> int:
+        async with self._conn() as conn:
+            status = await conn.execute(PRUNE, finished_before, PRUNE_BATCH)
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def stats(self) -> OutboxStats:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(STATS)
+        assert row is not None
+        return OutboxStats(row["pending"], row["oldest"], row["failed"])
+
+
+def _event_row(r: asyncpg.Record) -> EventRow:
+    return EventRow(
+        pos=r["pos"],
+        id=r["id"],
+        type=r["type"],
+        status=Status(r["status"]),
+        chat_id=r["chat_id"],
+        attempts=r["attempts"],
+        created_at=r["created_at"],
+        next_attempt_at=r["next_attempt_at"],
+        finished_at=r["finished_at"],
+        last_error=r["last_error"],
+        data=r["data"],
+    )

@@ -1,0 +1,45 @@
+"""The outbox rows that ride along in the statements that commit messages.
+
+Both send statements (the group commit's and the single-message one) end in a CTE named
+`created`: the new messages with `ord` (arrival order), `buyer_id`, `seller_id` and
+`chat_product_id` (the chat's product context as of that message), and no rows at all when the
+outbox is off. From it, in the same statement and so the same transaction, come one
+`message.created` event per new message and one `message.unread` reminder per recipient and
+chat, unless one is pending already (the partial unique index decides, so a burst gives one).
+A reminder carries no data yet: what it says is read when it falls due.
+"""
+
+from __future__ import annotations
+
+# The ISO-8601 form of `models.iso`: UTC, milliseconds, a Z.
+ISO = """to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
+
+MESSAGE_JSON = f"""jsonb_build_object(
+      'id', c.id, 'chatId', c.chat_id, 'seq', c.seq, 'senderId', c.sender_id, 'text', c.text,
+      'productId', c.product_id, 'clientMessageId', c.client_message_id,
+      'createdAt', {ISO.format("c.created_at")})"""
+
+OUTBOX_CTES = f""", events AS (
+  INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)
+  SELECT gen_random_uuid(), 'message.created', c.chat_id, c.chat_id,
+         jsonb_build_object(
+           'message', {MESSAGE_JSON},
+           'chat', jsonb_build_object('id', c.chat_id, 'buyerId', c.buyer_id,
+                                      'sellerId', c.seller_id, 'productId', c.chat_product_id),
+           'recipientId', CASE WHEN c.sender_id = c.buyer_id THEN c.seller_id
+                               ELSE c.buyer_id END),
+         c.created_at, c.created_at
+    FROM created c ORDER BY c.chat_id, c.seq
+), reminders AS (
+  INSERT INTO chat.outbox (id, type, chat_id, recipient_id, sender_id, message_seq, created_at,
+                           next_attempt_at)
+  SELECT DISTINCT ON (c.chat_id, recipient)
+         gen_random_uuid(), 'message.unread', c.chat_id, recipient, c.sender_id, c.seq,
+         c.created_at, c.created_at + make_interval(secs => $9::float8)
+    FROM created c,
+         LATERAL (SELECT CASE WHEN c.sender_id = c.buyer_id THEN c.seller_id
+                              ELSE c.buyer_id END AS recipient) r
+   ORDER BY c.chat_id, recipient, c.seq
+  ON CONFLICT (chat_id, recipient_id) WHERE type = 'message.unread' AND status = 'pending'
+  DO NOTHING
+)"""

@@ -1,0 +1,1 @@
+"""Events for marketplace-api: signed webhooks delivered from the transactional outbox."""

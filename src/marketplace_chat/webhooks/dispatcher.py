@@ -1,0 +1,189 @@
+"""The dispatcher: every instance runs one, and together they deliver each event at least once.
+
+A round claims the due events (a lease each, at most one per chat), posts them concurrently,
+and settles them in one statement: delivered, retried after a back-off, or failed for good after
+`WEBHOOK_MAX_ATTEMPTS`. A reminder (`message.unread`) is built when it falls due: dropped if the
+recipient has read the message meanwhile, else sent with what the chat looks like now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import orjson
+import structlog
+
+from marketplace_chat.clock import Clock
+from marketplace_chat.errors import ChatError
+from marketplace_chat.metrics import Metrics
+from marketplace_chat.storage.outbox import OutboxEvent, OutboxStats, Outcome, ReminderState
+from marketplace_chat.webhooks import signing
+from marketplace_chat.webhooks.events import EventType
+
+log = structlog.get_logger(__name__)
+
+CONCURRENCY = 64  # requests in flight from one instance (and kept-alive connections)
+# Events leased per claim: no more than go out at once, so that every attempt of a claim starts
+# at once and ends within the timeout, well inside the lease; a claim of more would queue some
+# behind others, and a lease could run out while its event still waits here.
+CLAIM_BATCH = CONCURRENCY
+# A round claims again as long as there was something to claim (a chat's next event becomes
+# claimable once its previous one is settled), then ends, so that a stop is seen between rounds.
+MAX_CLAIMS_PER_ROUND = 200
+# A lease outlives the longest attempt by a margin, so a live holder never loses it; an instance
+# that died loses its claims this long after it claimed them.
+LEASE_MARGIN_S = 10.0
+STATS_EVERY_S = 5.0  # how often the pending count and age reach the metrics
+PRUNE_EVERY_S = 60.0
+RETENTION = timedelta(days=7)  # delivered (and dropped) events are kept this long, then pruned
+POLL_S = 0.25  # the pause between rounds that found nothing to do
+
+
+class Queue(Protocol):
+    """The outbox as a dispatcher uses it (`storage.outbox.OutboxStore` in production)."""
+
+    async def claim(
+        self, now: datetime, limit: int, lease_until: datetime
+    ) -> list[OutboxEvent]: ...
+
+    async def settle(self, outcomes: Sequence[Outcome], now: datetime) -> None: ...
+
+    async def reminder_state(self, chat_id: str, recipient_id: int) -> ReminderState | None: ...
+
+    async def stats(self) -> OutboxStats: ...
+
+    async def prune(self, finished_before: datetime) -> int: ...
+
+
+class Sender(Protocol):
+    """Posts one webhook; returns None when the receiver acknowledged it (a 2xx in time), else
+    a short reason (`HTTP 503`, `timeout`, `ConnectError`)."""
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchPolicy:
+    secret: str
+    timeout_s: float
+    max_attempts: int
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: Queue,
+        sender: Sender,
+        clock: Clock,
+        policy: DispatchPolicy,
+        metrics: Metrics,
+        is_online: Callable[[int], Awaitable[bool]],
+        running: Callable[[], bool] = lambda: True,
+    ) -> None:
+        self._store = store
+        self._sender = sender
+        self._clock = clock
+        self._policy = policy
+        self._metrics = metrics
+        self._is_online = is_online
+        self._running = running  # False once a stop is asked for: no further claim this round
+        self._slots = asyncio.Semaphore(CONCURRENCY)
+        self._next_stats: datetime | None = None
+        self._next_prune: datetime | None = None
+
+    async def tick(self) -> None:
+        """One round: deliver what is due, then the periodic chores."""
+        try:
+            for _ in range(MAX_CLAIMS_PER_ROUND):
+                if not self._running() or not await self.deliver_due():
+                    break
+            await self._chores()
+        except ChatError as exc:
+            self._metrics.backend_errors.labels("postgres").inc()
+            log.warning("webhooks_round_failed", error=exc.message)
+
+    async def deliver_due(self) -> int:
+        """Claim one batch of due events, attempt each, settle them all; how many were claimed."""
+        now = self._clock.now()
+        lease = timedelta(seconds=self._policy.timeout_s + LEASE_MARGIN_S)
+        events = await self._store.claim(now, CLAIM_BATCH, now + lease)
+        if not events:
+            return 0
+        outcomes = await asyncio.gather(*(self._attempt(e) for e in events))
+        await self._store.settle(outcomes, self._clock.now())
+        for result, count in Counter(_result(o) for o in outcomes).items():
+            self._metrics.webhook_deliveries.labels(result).inc(count)
+        return len(events)
+
+    async def _attempt(self, event: OutboxEvent) -> Outcome:
+        async with self._slots:
+            data = event.data
+            if data is None:
+                data = await self._reminder(event)
+                if data is None:
+                    return Outcome(event, delivered=False, cancelled=True)
+            body = signing.envelope(event.id, event.type, event.created_at, data)
+            timestamp = int(self._clock.now().timestamp())
+            signed = signing.signature(self._policy.secret, timestamp, body)
+            error = await self._sender.post(body, signing.headers(event.id, event.type, signed))
+        built = data if event.data is None else None
+        if error is None:
+            return Outcome(event, delivered=True, data=built)
+        tried = event.attempts + 1
+        retry_at = None
+        if tried < self._policy.max_attempts:
+            retry_at = self._clock.now() + timedelta(seconds=signing.backoff_s(tried))
+        log.info("webhook_attempt_failed", id=event.id, type=event.type, attempt=tried, error=error)
+        return Outcome(event, delivered=False, error=error, retry_at=retry_at, data=built)
+
+    async def _reminder(self, event: OutboxEvent) -> str | None:
+        """A due reminder's data, or None when it is to be dropped (read meanwhile)."""
+        if event.type != EventType.MESSAGE_UNREAD or event.chat_id is None:
+            return None
+        assert event.recipient_id is not None
+        assert event.message_seq is not None
+        state = await self._store.reminder_state(event.chat_id, event.recipient_id)
+        if state is None or state.read_seq >= event.message_seq or state.unread_count == 0:
+            return None
+        try:
+            online = await self._is_online(event.recipient_id)
+        except ChatError:
+            online = False  # presence unknown: the reminder still goes, as "not connected"
+        return orjson.dumps(
+            {
+                "chatId": event.chat_id,
+                "recipientId": event.recipient_id,
+                "senderId": event.sender_id,
+                "unreadCount": state.unread_count,
+                "lastMessage": state.last_message.to_wire() if state.last_message else None,
+                "recipientOnline": online,
+            }
+        ).decode()
+
+    async def _chores(self) -> None:
+        now = self._clock.now()
+        if self._next_stats is None or now >= self._next_stats:
+            self._next_stats = now + timedelta(seconds=STATS_EVERY_S)
+            stats = await self._store.stats()
+            self._metrics.webhooks_pending.set(stats.pending)
+            self._metrics.webhooks_failed.set(stats.failed)
+            age = (now - stats.oldest_pending).total_seconds() if stats.oldest_pending else 0.0
+            self._metrics.webhooks_oldest_pending.set(max(0.0, age))
+        if self._next_prune is None or now >= self._next_prune:
+            self._next_prune = now + timedelta(seconds=PRUNE_EVERY_S)
+            pruned = await self._store.prune(now - RETENTION)
+            if pruned:
+                log.info("webhooks_pruned", events=pruned)
+
+
+def _result(outcome: Outcome) -> str:
+    if outcome.cancelled:
+        return "dropped"
+    if outcome.delivered:
+        return "delivered"
+    return "retried" if outcome.retry_at is not None else "failed"

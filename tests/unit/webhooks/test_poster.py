@@ -1,0 +1,173 @@
+"""The webhook client against a scripted HTTP server on loopback: the status decides, bodies are
+read only while small, redirects are not followed, connections are kept alive and replaced when
+the receiver closed them, and a receiver that does not answer in time is a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import pytest_asyncio
+
+from marketplace_chat.webhooks.poster import MAX_RESPONSE_BYTES, WebhookPoster
+
+Answer = Callable[[bytes], bytes | None]  # the request's head and body -> raw answer, or None
+
+
+def answer(status: int, body: bytes = b"", **headers: str) -> bytes:
+    head = f"HTTP/1.1 {status} X\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    if "Content-Length" not in headers and "Transfer-Encoding" not in headers:
+        head += f"Content-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+def fixed(raw: bytes) -> Answer:
+    return lambda _: raw
+
+
+@dataclass
+class Receiver:
+    reply: Answer = lambda _: answer(200, b"ok")
+    requests: list[bytes] = field(default_factory=list)
+    connections: int = 0
+    close_after_each: bool = False
+    server: asyncio.Server | None = None
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    handlers: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        port = self.server.sockets[0].getsockname()[1]
+        return f"http://127.0.0.1:{port}/hooks?v=1"
+
+    async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(head.split(b"Content-Length: ")[1].split(b"\r\n")[0])
+                request = head + await reader.readexactly(length)
+                self.requests.append(request)
+                raw = self.reply(request)
+                if raw is None:
+                    await self.released.wait()  # no answer, until the test is over
+                    return
+                writer.write(raw)
+                await writer.drain()
+                if self.close_after_each:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            self.handlers.discard(task)
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    r = Receiver()
+    r.server = await asyncio.start_server(r.serve, "127.0.0.1", 0)
+    yield r
+    r.released.set()
+    r.server.close()
+    await r.server.wait_closed()
+    if r.handlers:
+        await asyncio.wait(r.handlers, timeout=2.0)
+
+
+async def test_a_2xx_acknowledges_and_the_request_carries_our_headers_and_body(
+    receiver: Receiver,
+) -> None:
+    poster = WebhookPoster(receiver.url, 2.0)
+    assert await poster.post(b'{"a":1}', {"X-Chat-Event": "chat.created"}) is None
+    request = receiver.requests[0]
+    assert request.startswith(b"POST /hooks?v=1 HTTP/1.1\r\n")
+    assert b"\r\nX-Chat-Event: chat.created\r\n" in request
+    assert b"\r\nContent-Length: 7\r\n" in request
+    assert request.endswith(b'\r\n\r\n{"a":1}')
+    await poster.aclose()
+
+
+async def test_other_statuses_fail_and_a_redirect_is_not_followed(receiver: Receiver) -> None:
+    poster = WebhookPoster(receiver.url, 2.0)
+    for status in (500, 404, 302, 301):
+        receiver.reply = fixed(answer(status, Location="http://elsewhere.test/"))
+        assert await poster.post(b"{}", {}) == f"HTTP {status}"
+    assert len(receiver.requests) == 4  # nothing went to the Location
+    await poster.aclose()
+
+
+async def test_connections_are_kept_alive_between_posts(receiver: Receiver) -> None:
+    poster = WebhookPoster(receiver.url, 2.0)
+    for _ in range(5):
+        assert await poster.post(b"{}", {}) is None
+    assert receiver.connections == 1
+    await poster.aclose()
+
+
+async def test_a_connection_the_receiver_closed_is_replaced_without_failing(
+    receiver: Receiver,
+) -> None:
+    receiver.close_after_each = True
+    poster = WebhookPoster(receiver.url, 2.0)
+    assert await poster.post(b"{}", {}) is None
+    assert await poster.post(b"{}", {}) is None
+    assert receiver.connections == 2
+    await poster.aclose()
+
+
+async def test_a_large_or_unbounded_body_is_not_read_and_the_connection_is_dropped(
+    receiver: Receiver,
+) -> None:
+    poster = WebhookPoster(receiver.url, 2.0)
+    receiver.reply = lambda _: answer(200, b"x" * (MAX_RESPONSE_BYTES * 100))
+    assert await poster.post(b"{}", {}) is None
+    receiver.reply = lambda _: b"HTTP/1.1 200 OK\r\n\r\nno length, read to the close"
+    assert await poster.post(b"{}", {}) is None
+    receiver.reply = lambda _: answer(200, b"ok")
+    assert await poster.post(b"{}", {}) is None
+    assert receiver.connections == 3
+    await poster.aclose()
+
+
+async def test_a_chunked_answer_is_read_when_small(receiver: Receiver) -> None:
+    poster = WebhookPoster(receiver.url, 2.0)
+    receiver.reply = lambda _: answer(
+        202, b"2\r\nok\r\n0\r\n\r\n", **{"Transfer-Encoding": "chunked"}
+    )
+    assert await poster.post(b"{}", {}) is None
+    assert await poster.post(b"{}", {}) is None
+    assert receiver.connections == 1
+    await poster.aclose()
+
+
+async def test_no_answer_within_the_timeout_is_a_timeout(receiver: Receiver) -> None:
+    receiver.reply = lambda _: None
+    poster = WebhookPoster(receiver.url, 0.2)
+    assert await poster.post(b"{}", {}) == "timeout"
+    await poster.aclose()
+
+
+async def test_garbage_and_a_closed_port_are_failures() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        await writer.wait_closed()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    assert await WebhookPoster(f"http://127.0.0.1:{port}/", 2.0).post(b"", {}) == "ProtocolError"
+    server.close()
+    await server.wait_closed()
+    refused = await WebhookPoster(f"http://127.0.0.1:{port}/", 2.0).post(b"", {})
+    assert refused == "ConnectionRefusedError"
