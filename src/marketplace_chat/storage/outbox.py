@@ -9,8 +9,8 @@ pending event is ever claimable, so a chat's events go out in commit order, one 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -21,7 +21,7 @@ from asyncpg.pool import PoolConnectionProxy
 from marketplace_chat.errors import Unavailable
 from marketplace_chat.models import Message
 from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS
-from marketplace_chat.storage.pool import DRIVER_ERRORS
+from marketplace_chat.storage.pool import pooled
 
 PRUNE_BATCH = 1000  # rows per pruning statement: bounds how long one prune holds its locks
 CLAIM_SCAN = 5000  # due events one claim looks at, at most
@@ -169,18 +169,17 @@ class OutboxStats:
     failed: int
 
 
+def _unavailable(exc: BaseException) -> Unavailable:
+    return Unavailable(f"The database is unavailable: {type(exc).__name__}")
+
+
 class OutboxStore:
     def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
         self._pool = pool
         self._timeout = timeout_s
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
-        try:
-            async with self._pool.acquire(timeout=self._timeout) as conn:
-                yield conn
-        except DRIVER_ERRORS as exc:
-            raise Unavailable(f"The database is unavailable: {type(exc).__name__}") from None
+    def _conn(self) -> AbstractAsyncContextManager[PoolConnectionProxy[asyncpg.Record]]:
+        return pooled(self._pool, self._timeout, _unavailable)
 
     async def claim(self, now: datetime, limit: int, lease_until: datetime) -> list[OutboxEvent]:
         """Lease up to `limit` due events, at most one per lane, none in flight elsewhere."""

@@ -13,9 +13,12 @@ server, and the next statement fails with asyncpg's `InternalClientError`.
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+from asyncpg.pool import PoolConnectionProxy
 
 # Every error by which the driver says "the database did not answer": the edges of the storage
 # translate exactly these into `Unavailable`, without a traceback.
@@ -139,3 +142,16 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int, timeout_s: floa
         reset=reset_or_discard,
         init=configure_connection,
     )
+
+
+@asynccontextmanager
+async def pooled(
+    pool: asyncpg.Pool, timeout_s: float, failed: Callable[[BaseException], Exception]
+) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+    """A connection of `pool`; a driver or network failure leaves as `failed(exc)`, without the
+    driver's traceback (the error names what went wrong)."""
+    try:
+        async with pool.acquire(timeout=timeout_s) as conn:
+            yield conn
+    except DRIVER_ERRORS as exc:
+        raise failed(exc) from None

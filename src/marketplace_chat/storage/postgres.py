@@ -6,8 +6,8 @@ import base64
 import binascii
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -31,7 +31,7 @@ from marketplace_chat.storage.base import (
 )
 from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS, GroupCommitter, unreachable
 from marketplace_chat.storage.outbox_sql import ISO, OUTBOX_CTES
-from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool
+from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool, pooled
 from marketplace_chat.storage.pool import configure_connection as configure_connection
 
 # Participants never change, so a bounded in-process map spares a query on every event.
@@ -284,14 +284,9 @@ class PostgresStorage:
         """The pool, shared with the outbox's dispatcher."""
         return self._pool
 
-    @asynccontextmanager
-    async def _conn(self) -> AsyncIterator[PoolConnectionProxy[asyncpg.Record]]:
+    def _conn(self) -> AbstractAsyncContextManager[PoolConnectionProxy[asyncpg.Record]]:
         """A pooled connection; every driver or network failure leaves as `Unavailable`."""
-        try:
-            async with self._pool.acquire(timeout=self._timeout) as conn:
-                yield conn
-        except DRIVER_ERRORS as exc:
-            raise _unavailable(exc) from None
+        return pooled(self._pool, self._timeout, _unavailable)
 
     async def participants(self, chat_id: str) -> Participants | None:
         cached = self._participants.get(chat_id)
