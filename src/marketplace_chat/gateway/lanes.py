@@ -29,6 +29,13 @@ class Lanes:
         self._max_waiting = max_waiting
         self._lanes: dict[str, _Lane] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+
+    def close(self) -> None:
+        """Start nothing more: what waits is dropped, what runs finishes."""
+        self.closed = True
+        for lane in self._lanes.values():
+            lane.waiting.clear()
 
     @property
     def running(self) -> int:
@@ -67,7 +74,7 @@ class Lanes:
     ) -> None:
         self._tasks.discard(task)
         lane.running -= 1
-        if lane.waiting and still_there():
+        if lane.waiting and still_there() and not self.closed:
             self._start(sid, lane, lane.waiting.popleft(), still_there)
         elif not lane.running:
             self._lanes.pop(sid, None)

@@ -252,8 +252,12 @@ class ChatNamespace:
         """Refuse new sockets, let the events in flight finish, and hand back this node's sockets.
 
         The sessions are forgotten here, so the disconnects that follow do no per-socket work.
+        Events that have not started yet (waiting in their socket's lane, or arriving now) are
+        dropped unanswered, as if they had not reached this node: the client sees the transport
+        close and sends them again after it reconnects.
         """
         self.accepting = False
+        self._sio.stop_events()
         try:
             await asyncio.wait_for(self._idle.wait(), timeout_s)
         except TimeoutError:

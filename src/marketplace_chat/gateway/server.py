@@ -57,6 +57,10 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
     def events_waiting(self) -> int:
         return self._lanes.waiting
 
+    def stop_events(self) -> None:
+        """For a drain: events not started yet are dropped unanswered (see `Lanes.close`)."""
+        self._lanes.close()
+
     def _engineio_server_class(self) -> type[LeanEngineIOServer]:
         return LeanEngineIOServer
 
@@ -77,7 +81,7 @@ class ChatSocketServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: Any, data: Any) -> None:
         namespace = namespace or "/"
         sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
-        if not self.manager.is_connected(sid, namespace):
+        if self._lanes.closed or not self.manager.is_connected(sid, namespace):
             return
 
         def is_connected() -> bool:

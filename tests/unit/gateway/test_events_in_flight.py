@@ -4,6 +4,7 @@ at once, without a network: the manager knows the sockets and sent packets are r
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio.packet
@@ -113,3 +114,30 @@ async def test_zero_turns_the_bound_off() -> None:
     assert h.refused == []
     h.release.set()
     await settle()
+
+
+async def test_a_closed_lane_drops_what_waits_and_starts_nothing_more() -> None:
+    from marketplace_chat.gateway.lanes import Lanes
+
+    lanes = Lanes(max_running=1, max_waiting=10)
+    release, finished = asyncio.Event(), asyncio.Event()
+    started: list[str] = []
+
+    def work(name: str) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            started.append(name)
+            await release.wait()
+            finished.set()
+
+        return run
+
+    assert lanes.admit("s1", work("first"), lambda: True)
+    assert lanes.admit("s1", work("waiting"), lambda: True)
+    await asyncio.sleep(0)
+    lanes.close()
+    release.set()
+    await finished.wait()
+    await asyncio.sleep(0)  # the done callback, which would start the next one
+    assert started == ["first"]
+    assert lanes.waiting == 0
+    assert lanes.sockets == 0
