@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from marketplace_chat.errors import Unavailable
 from marketplace_chat.models import Message, SendResult
 from marketplace_chat.storage.base import EventPolicy, NewMessage
 from marketplace_chat.storage.outbox_sql import OUTBOX_CTES
+from marketplace_chat.storage.pool import unreachable
 
 MAX_BATCH = 256  # rows per statement; bounds the statement's size and a batch's latency
 
@@ -205,23 +205,6 @@ class GroupCommitter:
                         by_ordinal[i] = record
                         break
         return by_ordinal
-
-
-def unreachable(exc: BaseException) -> bool:
-    """Whether a failure says the database is out of reach (no connection, timed out, shutting
-    down, out of connections) rather than refusing something in the statement's rows."""
-    # The storage raises Unavailable `from None` (no driver traceback in the logs); the driver's
-    # error is still its context.
-    cause = (exc.__cause__ or exc.__context__) if isinstance(exc, Unavailable) else exc
-    return isinstance(
-        cause,
-        OSError
-        | TimeoutError
-        | asyncpg.InterfaceError
-        | asyncpg.PostgresConnectionError
-        | asyncpg.exceptions.OperatorInterventionError
-        | asyncpg.exceptions.InsufficientResourcesError,
-    )
 
 
 def _same_key(record: asyncpg.Record, message: NewMessage) -> bool:

@@ -20,6 +20,8 @@ from typing import Any
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from marketplace_chat.errors import Unavailable
+
 # Every error by which the driver says "the database did not answer": the edges of the storage
 # translate exactly these into `Unavailable`, without a traceback.
 DRIVER_ERRORS: tuple[type[BaseException], ...] = (
@@ -30,18 +32,34 @@ DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InternalClientError,
 )
 
-# SQLSTATE classes after which the server is going away rather than refusing one statement:
+# SQLSTATE classes of a server going away or out of room rather than refusing one statement:
 # 08 connection exception, 57 operator intervention (admin/crash shutdown, cannot connect now),
-# 53 insufficient resources, XX internal error.
-BROKEN_CLASSES = ("08", "57", "53", "XX")
+# 53 insufficient resources. After these and XX (internal error) a connection may be
+# mid-protocol.
+OUTAGE_CLASSES = ("08", "57", "53")
+BROKEN_CLASSES = (*OUTAGE_CLASSES, "XX")
+
+
+def _sqlstate_class(exc: asyncpg.PostgresError) -> str:
+    return str(getattr(exc, "sqlstate", "") or "")[:2]
 
 
 def leaves_connection_broken(exc: BaseException) -> bool:
     """Whether a statement that ended in `exc` may have left its connection mid-protocol."""
     if isinstance(exc, asyncpg.PostgresError):
-        state = str(getattr(exc, "sqlstate", "") or "")
-        return state[:2] in BROKEN_CLASSES
+        return _sqlstate_class(exc) in BROKEN_CLASSES
     return True
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether a failure says the database is out of reach (no connection, timed out, shutting
+    down, out of connections) rather than refusing something in the statement's rows."""
+    # The storage raises Unavailable `from None` (no driver traceback in the logs); the driver's
+    # error is still its context.
+    cause = (exc.__cause__ or exc.__context__) if isinstance(exc, Unavailable) else exc
+    if isinstance(cause, asyncpg.PostgresError):
+        return _sqlstate_class(cause) in OUTAGE_CLASSES
+    return isinstance(cause, OSError | TimeoutError | asyncpg.InterfaceError)
 
 
 class GuardedConnection(asyncpg.Connection):

@@ -29,9 +29,9 @@ from marketplace_chat.storage.base import (
     MessagePage,
     NewMessage,
 )
-from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS, GroupCommitter, unreachable
+from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS, GroupCommitter
 from marketplace_chat.storage.outbox_sql import ISO, OUTBOX_CTES
-from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool, pooled
+from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool, pooled, unreachable
 from marketplace_chat.storage.pool import configure_connection as configure_connection
 
 # Participants never change, so a bounded in-process map spares a query on every event.
