@@ -9,12 +9,22 @@ import tldextract
 
 from marketplace_chat.contacts.messengers import find_messengers
 from marketplace_chat.contacts.model import Category, Detection, Finding
-from marketplace_chat.contacts.normalize import latin_view, normalize
+from marketplace_chat.contacts.normalize import Normalized, latin_view, normalize
 from marketplace_chat.contacts.phones import find_phones
-from marketplace_chat.contacts.web import find_emails, find_handles, find_links
+from marketplace_chat.contacts.web import WebFinding, find_emails, find_handles, find_links
 
 #: How many earlier messages of one sender a split number may start in (three messages in all).
 SPLIT_PARTS = 2
+
+
+def _sentence_break(norm: Normalized, finding: WebFinding) -> bool:
+    """A bare host whose last label the sender capitalised alone ("Hello.Is it") is two sentences
+    without a space; a domain is written in one case (shop.ru, Shop.ru, SHOP.RU)."""
+    if not finding.bare:
+        return False
+    start, end = norm.span(finding.start, finding.end)
+    tld = norm.original[start:end].rsplit(".", 1)[-1]
+    return len(tld) >= 2 and tld[0].isupper() and tld[1:].islower()
 
 
 class ContactDetector:
@@ -50,7 +60,7 @@ class ContactDetector:
         emails = find_emails(view, self.suffix_of)
         raw.extend(("email", s, e) for s, e in emails)
         links, addresses = find_links(view, self.suffix_of, self._allowed, emails)
-        raw.extend((f.category, f.start, f.end) for f in links)
+        raw.extend((f.category, f.start, f.end) for f in links if not _sentence_break(norm, f))
         taken = emails + addresses
         raw.extend(("messenger", s, e) for s, e in find_handles(view, taken))
         phones = find_phones(norm.text, taken)

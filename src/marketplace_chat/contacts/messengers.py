@@ -60,6 +60,9 @@ def find_messengers(
                 ):
                     found.append((start, h_end))
                     continue
+        if any(end <= s <= end + _WINDOW and _only_filler(view[end:s]) for s, _ in phones):
+            found.append((start, end))
+            continue
         window = view[max(0, start - _WINDOW) : start]
         if any(
             max(0, start - _WINDOW) <= e <= start and _only_filler(view[e:start]) for _, e in phones

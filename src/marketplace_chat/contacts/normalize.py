@@ -32,6 +32,7 @@ _CYR_TO_LAT = str.maketrans(
 _CYR_TLDS = {"ру": "ru", "ком": "com", "нет": "net", "орг": "org", "инфо": "info", "су": "su"}
 _CYR_TLD_RE = re.compile(r"(?<=[a-z0-9][.])(ру|ком|нет|орг|инфо|су)(?![а-яёa-z0-9])")
 
+_CYR_ONLY_TLD_RE = re.compile(r"(?<=[.])(?:рф|рус|сайт|онлайн)(?![а-яёa-z0-9])")
 _MIXED_TOKEN_RE = re.compile(r"[^\s]*[a-z][^\s]*")
 _HAS_CYRILLIC_RE = re.compile(r"[а-яёіїјѕһԁԛԝ]")
 
@@ -117,6 +118,13 @@ def latin_view(text: str) -> str:
         if not _HAS_CYRILLIC_RE.search(token):
             return token
         token = _CYR_TLD_RE.sub(lambda m: _CYR_TLDS[m.group()], token)
-        return token.translate(_CYR_TO_LAT)
+        latin = token.translate(_CYR_TO_LAT)
+        if "." not in token:
+            return latin
+        # Cyrillic top-level domains stay Cyrillic: best-price.рф is not best-price.pф.
+        chars = list(latin)
+        for kept in _CYR_ONLY_TLD_RE.finditer(token):
+            chars[kept.start() : kept.end()] = kept.group()
+        return "".join(chars)
 
     return _MIXED_TOKEN_RE.sub(fix, text)

@@ -34,8 +34,18 @@ _DATE_TIME_RE = re.compile(
     r"(?:0?[1-9]|[12][0-9]|3[01])([./-])(?:0?[1-9]|1[0-2])\1(?:19|20)[0-9]{2}"
     r"|(?:0?[1-9]|[12][0-9]|3[01])([./])(?:0?[1-9]|1[0-2])\2[0-9]{2}"
     r"|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
-    r"|(?:[01]?[0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?"
-    r")(?![./-]?[0-9])"
+    r")(?![0-9]|[./][0-9])"
+    # A day and month without the year (12.05, 15.05-17.05).
+    r"|(?<![0-9])(?<![0-9][./-])(?:0?[1-9]|[12][0-9]|3[01])\.(?:0[1-9]|1[0-2])(?![0-9]|[./][0-9])"
+    # Times, alone or as ranges (18:30, 9:00-18:00).
+    r"|(?<![0-9])(?<![0-9][.:])(?:[01]?[0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?(?![0-9]|[.:][0-9])"
+)
+
+# Codes that a number after them is: standards, registry and serial numbers (ГОСТ 31399-2009,
+# ISBN 978-5-17-1, ИНН 7701234567), not a phone.
+_CODE_BEFORE_RE = re.compile(
+    r"(?:гост|ту|isbn|issn|инн|огрн|огрнип|кпп|бик|окпд|оквэд|снилс|imei|vin|s/n|sn|серийный|"
+    r"серийник|р/с|к/с|счет|счёт|iso|din|en)\s{0,2}(?:р\s?|№|no\.?|n)?[:#]?\s{0,2}$"
 )
 
 _TOKEN_RE = re.compile(r"[0-9]+|[^\W\d_]+")
@@ -189,6 +199,8 @@ def _is_range(run: list[_Group], view: str) -> bool:
     a, b = run
     if view[a.end : b.start].strip() not in ("-", "–", "—", "−"):
         return False
+    if len(a.digits) == len(b.digits) == 4 and "1900" <= a.digits < b.digits <= "2099":
+        return True  # years: 2019-2021
     if not (3 <= len(a.digits) <= 6 and 3 <= len(b.digits) <= 6):
         return False
     return int(a.digits) < int(b.digits) and a.digits.endswith("0") and b.digits.endswith("0")
@@ -243,6 +255,8 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
         or (digits[0] == "9" and len(digits) == 10)
     )
     if priced and (len(run) == 1 or _is_thousands(run, view)) and not plus:
+        return False
+    if _CODE_BEFORE_RE.search(before):
         return False
     if _is_progression(run) or _is_range(run, view):
         return _looks_dialable(digits, plus)

@@ -75,6 +75,8 @@ class WebFinding:
     category: Category
     start: int
     end: int
+    #: A host alone, without a scheme, www. or a path: "shop.ru".
+    bare: bool = False
 
 
 SuffixOf = Callable[[str], str | None]
@@ -154,7 +156,7 @@ def find_links(
             if lowered.startswith(_MESSENGER_SCHEMES) or _messenger_host(host):
                 found.append(WebFinding("messenger", start, end))
             elif not _allowed(host, allowed):
-                found.append(WebFinding("link", start, end))
+                found.append(WebFinding("link", start, end, bare and text == host))
     for match in _SPACED_LINK_RE.finditer(view):
         start, end = match.span()
         if any(s < end and start < e for s, e in skip + spans):
