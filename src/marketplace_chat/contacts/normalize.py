@@ -54,7 +54,9 @@ class Normalized:
         if end <= start:
             pos = self.starts[start] if start < len(self.starts) else len(self.original)
             return pos, pos
-        return self.starts[start], self.ends[end - 1]
+        # Invisible characters right after the span (a keycap's U+FE0F U+20E3) go with it.
+        stop = self.starts[end] if end < len(self.starts) else len(self.original)
+        return self.starts[start], max(self.ends[end - 1], stop)
 
 
 @lru_cache(maxsize=4096)
