@@ -17,7 +17,8 @@ from marketplace_chat.contacts import ContactDetector, Finding, mask
 
 _BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "contacts.py"
 _spec = importlib.util.spec_from_file_location("contacts_bench", _BENCH)
-assert _spec is not None and _spec.loader is not None
+assert _spec is not None
+assert _spec.loader is not None
 bench: Any = importlib.util.module_from_spec(_spec)
 sys.modules["contacts_bench"] = bench  # dataclasses look their module up while building
 _spec.loader.exec_module(bench)
