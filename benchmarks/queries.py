@@ -41,7 +41,6 @@ import asyncpg
 
 from marketplace_chat.embedded import EmbeddedServers
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage
-from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS
 from marketplace_chat.storage.migrate import upgrade
 from marketplace_chat.storage.postgres import (
     GET_CHAT,
@@ -52,6 +51,7 @@ from marketplace_chat.storage.postgres import (
     PostgresStorage,
     decode_cursor,
 )
+from marketplace_chat.storage.rows import MESSAGE_COLUMNS
 
 T = TypeVar("T")
 

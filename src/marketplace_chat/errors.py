@@ -31,6 +31,9 @@ class ErrorCode(StrEnum):
     TOKEN_USER_MISMATCH = "TOKEN_USER_MISMATCH"
     AUTH_SERVICE_ERROR = "AUTH_SERVICE_ERROR"
     INTERNAL_ERROR = "INTERNAL_ERROR"
+    BLOCKED = "BLOCKED"
+    CONTACT_NOT_ALLOWED = "CONTACT_NOT_ALLOWED"
+    EDIT_WINDOW_CLOSED = "EDIT_WINDOW_CLOSED"
 
 
 HTTP_STATUS: dict[ErrorCode, int] = {
@@ -44,6 +47,9 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.TOKEN_USER_MISMATCH: 403,
     ErrorCode.AUTH_SERVICE_ERROR: 503,
     ErrorCode.INTERNAL_ERROR: 500,
+    ErrorCode.BLOCKED: 403,
+    ErrorCode.CONTACT_NOT_ALLOWED: 422,
+    ErrorCode.EDIT_WINDOW_CLOSED: 409,
 }
 
 
@@ -77,6 +83,20 @@ class NotFound(ChatError):
 
 class Forbidden(ChatError):
     code = ErrorCode.FORBIDDEN
+
+
+class Blocked(ChatError):
+    """One of the two users has blocked the other: nothing between them is stored or sent."""
+
+    code = ErrorCode.BLOCKED
+
+
+class ContactNotAllowed(ChatError):
+    code = ErrorCode.CONTACT_NOT_ALLOWED
+
+
+class EditWindowClosed(ChatError):
+    code = ErrorCode.EDIT_WINDOW_CLOSED
 
 
 class Unavailable(ChatError):

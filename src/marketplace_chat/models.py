@@ -206,6 +206,17 @@ def iso(ts: datetime) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Moderation:
+    """What the contact check did to a message: `masked` (spans replaced) or `flagged`."""
+
+    action: str
+    categories: tuple[str, ...]
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"action": self.action, "categories": list(self.categories)}
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: str
     chat_id: str
@@ -215,6 +226,10 @@ class Message:
     product_id: int | None
     client_message_id: str | None
     created_at: datetime
+    rev: int = 0
+    edited_at: datetime | None = None
+    deleted_at: datetime | None = None
+    moderation: Moderation | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -226,6 +241,10 @@ class Message:
             "productId": self.product_id,
             "clientMessageId": self.client_message_id,
             "createdAt": iso(self.created_at),
+            "rev": self.rev,
+            "editedAt": iso(self.edited_at) if self.edited_at else None,
+            "deletedAt": iso(self.deleted_at) if self.deleted_at else None,
+            "moderation": self.moderation.to_wire() if self.moderation else None,
         }
 
 
@@ -255,6 +274,8 @@ class Chat:
     last_message: Message | None
     unread_count: int
     last_seq: int = 0
+    rev: int = 0
+    blocked: bool = False
 
     @property
     def participants(self) -> Participants:
@@ -270,6 +291,8 @@ class Chat:
             "updatedAt": iso(self.updated_at),
             "lastMessage": self.last_message.to_wire() if self.last_message else None,
             "unreadCount": self.unread_count,
+            "rev": self.rev,
+            "blocked": self.blocked,
         }
 
 

@@ -48,6 +48,16 @@ class Out(BaseModel):
     )
 
 
+class Moderation(Out):
+    """What the contact check did: `masked` (each detected span is `[hidden]`) or `flagged`."""
+
+    action: Literal["masked", "flagged"]
+    categories: list[Literal["phone", "email", "link", "messenger"]]
+
+
+Rev = Annotated[int, Field(ge=0, description="the chat's revision at the message's last change")]
+
+
 class Message(Out):
     """A message, as acked to its sender and delivered as `message:new`."""
 
@@ -59,6 +69,10 @@ class Message(Out):
     product_id: ProductId | None
     client_message_id: str | None
     created_at: Timestamp
+    rev: Rev
+    edited_at: Timestamp | None
+    deleted_at: Timestamp | None
+    moderation: Moderation | None
 
 
 class Chat(Out):
@@ -72,6 +86,8 @@ class Chat(Out):
     updated_at: Timestamp
     last_message: Message | None
     unread_count: Annotated[int, Field(ge=0)]
+    rev: Rev
+    blocked: bool
 
 
 class Empty(Out):

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -18,6 +19,7 @@ from marketplace_chat.models import (
     Message,
     MessageRead,
     MessageSend,
+    Moderation,
     Participants,
     Payload,
     ReadReceipt,
@@ -308,7 +310,22 @@ def test_message_wire_form_is_camel_case_with_iso_time() -> None:
         "productId": None,
         "clientMessageId": "c-1",
         "createdAt": "2026-11-26T01:10:32.123Z",
+        "rev": 0,
+        "editedAt": None,
+        "deletedAt": None,
+        "moderation": None,
     }
+
+
+def test_message_wire_form_carries_edits_deletes_and_moderation() -> None:
+    at = datetime(2026, 11, 26, 2, 0, 0, tzinfo=UTC)
+    message = replace(
+        _message(), rev=7, edited_at=at, deleted_at=at, moderation=Moderation("masked", ("phone",))
+    )
+    wire = message.to_wire()
+    assert wire["rev"] == 7
+    assert wire["editedAt"] == wire["deletedAt"] == "2026-11-26T02:00:00.000Z"
+    assert wire["moderation"] == {"action": "masked", "categories": ["phone"]}
 
 
 def test_chat_wire_form_carries_last_message_and_unread_count() -> None:
@@ -324,6 +341,8 @@ def test_chat_wire_form_carries_last_message_and_unread_count() -> None:
         "updatedAt": "2026-11-26T00:00:00.000Z",
         "lastMessage": _message().to_wire(),
         "unreadCount": 2,
+        "rev": 0,
+        "blocked": False,
     }
     assert Chat(CHAT_ID, 11, 22, None, at, at, None, 0).to_wire()["lastMessage"] is None
 

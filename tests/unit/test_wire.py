@@ -96,8 +96,8 @@ def test_failure_acks_and_exception_events_match_their_models(error: Any) -> Non
 
 
 def test_a_key_the_model_does_not_know_is_refused() -> None:
-    body = {**message().to_wire(), "editedAt": None}
-    with pytest.raises(ValidationError, match="editedAt"):
+    body = {**message().to_wire(), "editedBy": None}
+    with pytest.raises(ValidationError, match="editedBy"):
         wire.Message.model_validate_json(orjson.dumps(body))
 
 

@@ -10,6 +10,7 @@ from typing import Protocol
 from marketplace_chat.models import (
     Chat,
     Message,
+    Moderation,
     Participants,
     ReadReceipt,
     ResponseStats,
@@ -26,6 +27,9 @@ class NewMessage:
     product_id: int | None
     client_message_id: str | None
     created_at: datetime
+    # what the contact check did, and the text as sent when `text` is its masked form
+    moderation: Moderation | None = None
+    original_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

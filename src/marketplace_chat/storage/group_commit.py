@@ -23,30 +23,35 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from marketplace_chat.errors import Blocked
 from marketplace_chat.models import Message, SendResult
 from marketplace_chat.storage.base import EventPolicy, NewMessage
 from marketplace_chat.storage.outbox_sql import OUTBOX_CTES
 from marketplace_chat.storage.pool import unreachable
+from marketplace_chat.storage.rows import INSERT_COLUMNS, MESSAGE_COLUMNS, REFUSED_COLUMNS
 
 MAX_BATCH = 256  # rows per statement; bounds the statement's size and a batch's latency
 
-MESSAGE_COLUMNS = "id, chat_id, seq, sender_id, text, product_id, client_message_id, created_at"
+BLOCKED = Blocked("one of the participants has blocked the other")
+
 
 # $1..$7: the batch's columns, in arrival order; $8 whether events are written to the outbox,
-# $9 the reminder delay in seconds. Chats are locked in id order so that two nodes' batches
-# cannot deadlock on each other.
+# $9 the reminder delay in seconds; $10..$12 the moderation action, its categories (a
+# comma-joined list, as text[] cannot hold rows of different lengths) and the original text.
+# Chats are locked in id order so that two nodes' batches cannot deadlock on each other.
 SEND_BATCH = f"""
 WITH input AS (
   SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::text[], $5::bigint[],
-                       $6::text[], $7::timestamptz[])
+                       $6::text[], $7::timestamptz[], $10::text[], $11::text[], $12::text[])
          WITH ORDINALITY AS t(id, chat_id, sender_id, text, product_id, client_message_id,
-                              created_at, ord)
+                              created_at, moderation_action, moderation_categories,
+                              original_text, ord)
 ), locked AS (
-  SELECT id, buyer_id, seller_id FROM chat.chats WHERE id IN (SELECT chat_id FROM input)
+  SELECT id, buyer_id, seller_id, blocked FROM chat.chats
+   WHERE id IN (SELECT chat_id FROM input)
    ORDER BY id FOR UPDATE
 ), existing AS (
-  SELECT i.ord, m.id, m.chat_id, m.seq, m.sender_id, m.text, m.product_id, m.client_message_id,
-         m.created_at
+  SELECT i.ord, {", ".join("m." + c for c in MESSAGE_COLUMNS.split(", "))}
     FROM input i
     JOIN chat.messages m ON m.chat_id = i.chat_id AND m.sender_id = i.sender_id
                         AND m.client_message_id = i.client_message_id
@@ -56,19 +61,21 @@ WITH input AS (
          count(i.product_id) OVER (PARTITION BY i.chat_id ORDER BY i.ord) AS product_run
     FROM input i
    WHERE NOT EXISTS (SELECT 1 FROM existing e WHERE e.ord = i.ord)
-     AND i.chat_id IN (SELECT id FROM locked)
+     AND i.chat_id IN (SELECT id FROM locked WHERE NOT blocked)
 ), counts AS (
   SELECT chat_id, count(*) AS k, max(created_at) AS at FROM fresh GROUP BY chat_id
 ), bump AS (
   UPDATE chat.chats c
-     SET last_seq = c.last_seq + counts.k, updated_at = GREATEST(c.updated_at, counts.at)
+     SET last_seq = c.last_seq + counts.k, rev = c.rev + counts.k,
+         updated_at = GREATEST(c.updated_at, counts.at)
     FROM counts
    WHERE c.id = counts.chat_id
-  RETURNING c.id, c.last_seq - counts.k AS base
+  RETURNING c.id, c.last_seq - counts.k AS base, c.rev - counts.k AS rev_base
 ), ins AS (
-  INSERT INTO chat.messages ({MESSAGE_COLUMNS})
+  INSERT INTO chat.messages ({INSERT_COLUMNS})
   SELECT f.id, f.chat_id, b.base + f.n, f.sender_id, f.text, f.product_id, f.client_message_id,
-         f.created_at
+         f.created_at, b.rev_base + f.n, f.moderation_action,
+         string_to_array(f.moderation_categories, ','), f.original_text
     FROM fresh f JOIN bump b ON b.id = f.chat_id
   RETURNING {MESSAGE_COLUMNS}
 ), ctx AS (
@@ -88,9 +95,13 @@ WITH input AS (
     LEFT JOIN chat.chat_context prior ON prior.chat_id = ins.chat_id
    WHERE $8::boolean
 ){OUTBOX_CTES}
-SELECT {MESSAGE_COLUMNS}, true AS created FROM ins
+SELECT {MESSAGE_COLUMNS}, true AS created, false AS blocked FROM ins
 UNION ALL
-SELECT {MESSAGE_COLUMNS}, false AS created FROM existing
+SELECT {MESSAGE_COLUMNS}, false AS created, false AS blocked FROM existing
+UNION ALL
+SELECT {REFUSED_COLUMNS}, false AS created, true AS blocked
+  FROM input i JOIN locked l ON l.id = i.chat_id
+ WHERE l.blocked AND NOT EXISTS (SELECT 1 FROM existing e WHERE e.ord = i.ord)
 """
 
 
@@ -165,6 +176,9 @@ class GroupCommitter:
             return
         for ordinal, pending in enumerate(batch, start=1):
             row = rows.get(ordinal)
+            if row is not None and row["blocked"]:
+                _fail(pending, BLOCKED)
+                continue
             result = SendResult(self._to_message(row), row["created"]) if row is not None else None
             _resolve(pending, result)
 
@@ -192,10 +206,13 @@ class GroupCommitter:
                 [m.created_at for m in messages],
                 self._events.enabled,
                 self._events.reminder_after_s,
+                [m.moderation.action if m.moderation else None for m in messages],
+                [",".join(m.moderation.categories) if m.moderation else None for m in messages],
+                [m.original_text for m in messages],
             )
         by_ordinal: dict[int, asyncpg.Record] = {}
         for record in records:
-            if record["created"]:
+            if record["created"] or record["blocked"]:
                 by_ordinal[ordinals[str(record["id"])]] = record
         # A repeated client id returns the first message, whose id is not the new one's.
         for i, m in enumerate(messages, start=1):

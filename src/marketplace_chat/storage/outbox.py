@@ -20,8 +20,8 @@ from asyncpg.pool import PoolConnectionProxy
 
 from marketplace_chat.errors import Unavailable
 from marketplace_chat.models import Message
-from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS
 from marketplace_chat.storage.pool import pooled
+from marketplace_chat.storage.rows import MESSAGE_COLUMNS, message_from_row
 
 PRUNE_BATCH = 1000  # rows per pruning statement: bounds how long one prune holds its locks
 CLAIM_SCAN = 5000  # due events one claim looks at, at most
@@ -238,16 +238,7 @@ class OutboxStore:
             return None
         last = None
         if row["id"] is not None:
-            last = Message(
-                id=row["id"],
-                chat_id=row["chat_id"],
-                seq=row["seq"],
-                sender_id=row["sender_id"],
-                text=row["text"],
-                product_id=row["product_id"],
-                client_message_id=row["client_message_id"],
-                created_at=row["created_at"],
-            )
+            last = message_from_row(row)
         return ReminderState(row["read_seq"], row["unread"], last)
 
     async def list(self, status: Status, limit: int, before: int | None) -> list[EventRow]:

@@ -17,7 +17,10 @@ ISO = """to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
 MESSAGE_JSON = f"""jsonb_build_object(
       'id', c.id, 'chatId', c.chat_id, 'seq', c.seq, 'senderId', c.sender_id, 'text', c.text,
       'productId', c.product_id, 'clientMessageId', c.client_message_id,
-      'createdAt', {ISO.format("c.created_at")})"""
+      'createdAt', {ISO.format("c.created_at")}, 'rev', c.rev,
+      'editedAt', {ISO.format("c.edited_at")}, 'deletedAt', {ISO.format("c.deleted_at")},
+      'moderation', CASE WHEN c.moderation_action IS NULL THEN NULL ELSE jsonb_build_object(
+        'action', c.moderation_action, 'categories', to_jsonb(c.moderation_categories)) END)"""
 
 OUTBOX_CTES = f""", events AS (
   INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)

@@ -29,10 +29,12 @@ from marketplace_chat.storage.base import (
     MessagePage,
     NewMessage,
 )
-from marketplace_chat.storage.group_commit import MESSAGE_COLUMNS, GroupCommitter
+from marketplace_chat.storage.group_commit import BLOCKED, GroupCommitter
 from marketplace_chat.storage.outbox_sql import ISO, OUTBOX_CTES
 from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool, pooled, unreachable
 from marketplace_chat.storage.pool import configure_connection as configure_connection
+from marketplace_chat.storage.rows import INSERT_COLUMNS, MESSAGE_COLUMNS, REFUSED_COLUMNS
+from marketplace_chat.storage.rows import message_from_row as _message
 
 # Participants never change, so a bounded in-process map spares a query on every event.
 PARTICIPANTS_CACHE_SIZE = 100_000
@@ -40,11 +42,13 @@ PARTICIPANTS_CACHE_SIZE = 100_000
 
 # A chat as one viewer ($2) sees it; the unread count reads only the (chat_id, seq) index.
 CHAT_SELECT = """
-SELECT c.id, c.buyer_id, c.seller_id, c.created_at, c.updated_at, c.last_seq,
+SELECT c.id, c.buyer_id, c.seller_id, c.created_at, c.updated_at, c.last_seq, c.rev, c.blocked,
        ctx.product_id AS ctx_product_id,
        m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.text AS m_text,
        m.product_id AS m_product_id, m.client_message_id AS m_client_message_id,
-       m.created_at AS m_created_at,
+       m.created_at AS m_created_at, m.rev AS m_rev, m.edited_at AS m_edited_at,
+       m.deleted_at AS m_deleted_at, m.moderation_action AS m_moderation_action,
+       m.moderation_categories AS m_moderation_categories,
        (SELECT count(*) FROM chat.messages u
          WHERE u.chat_id = c.id AND u.seq > COALESCE(r.seq, 0) AND u.sender_id <> $2) AS unread
 """
@@ -82,12 +86,13 @@ WITH existing AS (
   SELECT {MESSAGE_COLUMNS} FROM chat.messages
    WHERE $6::text IS NOT NULL AND chat_id = $2 AND sender_id = $3 AND client_message_id = $6
 ), bump AS (
-  UPDATE chat.chats SET last_seq = last_seq + 1, updated_at = GREATEST(updated_at, $7)
-   WHERE id = $2 AND NOT EXISTS (SELECT 1 FROM existing)
-  RETURNING last_seq, buyer_id, seller_id
+  UPDATE chat.chats SET last_seq = last_seq + 1, rev = rev + 1,
+         updated_at = GREATEST(updated_at, $7)
+   WHERE id = $2 AND NOT blocked AND NOT EXISTS (SELECT 1 FROM existing)
+  RETURNING last_seq, rev, buyer_id, seller_id
 ), ins AS (
-  INSERT INTO chat.messages ({MESSAGE_COLUMNS})
-  SELECT $1, $2, bump.last_seq, $3, $4, $5, $6, $7 FROM bump
+  INSERT INTO chat.messages ({INSERT_COLUMNS})
+  SELECT $1, $2, bump.last_seq, $3, $4, $5, $6, $7, bump.rev, $10, $11::text[], $12 FROM bump
   ON CONFLICT (chat_id, sender_id, client_message_id) DO NOTHING
   RETURNING {MESSAGE_COLUMNS}
 ), ctx AS (
@@ -102,9 +107,15 @@ WITH existing AS (
     LEFT JOIN chat.chat_context prior ON prior.chat_id = $2
    WHERE $8::boolean
 ){OUTBOX_CTES}
-SELECT {MESSAGE_COLUMNS}, true AS created FROM ins
+SELECT {MESSAGE_COLUMNS}, true AS created, false AS blocked FROM ins
 UNION ALL
-SELECT {MESSAGE_COLUMNS}, false AS created FROM existing
+SELECT {MESSAGE_COLUMNS}, false AS created, false AS blocked FROM existing
+UNION ALL
+SELECT {REFUSED_COLUMNS}, false AS created, true AS blocked
+  FROM (SELECT $1::uuid AS id, $2::uuid AS chat_id, $3::bigint AS sender_id,
+               $6::text AS client_message_id, $7::timestamptz AS created_at) i
+  JOIN chat.chats c ON c.id = i.chat_id
+ WHERE c.blocked AND NOT EXISTS (SELECT 1 FROM existing)
 """
 
 HISTORY_LATEST = (
@@ -197,19 +208,6 @@ SELECT count(*) AS chats, count(wait_s) AS answered,
 """
 
 
-def _message(row: asyncpg.Record, prefix: str = "") -> Message:
-    return Message(
-        id=str(row[prefix + "id"]),
-        chat_id=str(row[prefix + "chat_id"]) if not prefix else str(row["id"]),
-        seq=row[prefix + "seq"],
-        sender_id=row[prefix + "sender_id"],
-        text=row[prefix + "text"],
-        product_id=row[prefix + "product_id"],
-        client_message_id=row[prefix + "client_message_id"],
-        created_at=row[prefix + "created_at"],
-    )
-
-
 def _chat(row: asyncpg.Record) -> Chat:
     return Chat(
         id=str(row["id"]),
@@ -221,6 +219,8 @@ def _chat(row: asyncpg.Record) -> Chat:
         last_message=_message(row, "m_") if row["m_id"] is not None else None,
         unread_count=row["unread"],
         last_seq=row["last_seq"],
+        rev=row["rev"],
+        blocked=row["blocked"],
     )
 
 
@@ -366,6 +366,9 @@ class PostgresStorage:
             message.created_at,
             self.events.enabled,
             self.events.reminder_after_s,
+            message.moderation.action if message.moderation else None,
+            list(message.moderation.categories) if message.moderation else None,
+            message.original_text,
         )
         async with self._conn() as conn:
             row: asyncpg.Record | None = None
@@ -374,6 +377,8 @@ class PostgresStorage:
                     row = await conn.fetchrow(SEND, *args)
                     if row is None:
                         raise _LostRaceError
+                if row["blocked"]:
+                    raise BLOCKED
             except _LostRaceError:
                 row = await conn.fetchrow(
                     f"SELECT {MESSAGE_COLUMNS}, false AS created FROM chat.messages "

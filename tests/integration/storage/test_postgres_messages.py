@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 
 import asyncpg
 import pytest
 
 from marketplace_chat.errors import ChatError, ErrorCode, NotFound
-from marketplace_chat.models import Message, SendResult
+from marketplace_chat.models import Message, Moderation, SendResult
 from marketplace_chat.storage.postgres import PostgresStorage
 
 from ..conftest import DB_TIMEOUT_S
@@ -393,3 +394,65 @@ async def test_a_row_the_database_refuses_fails_alone_and_the_rest_of_its_batch_
 
 def seq_of(message: Message) -> int:
     return message.seq
+
+
+async def test_each_new_message_is_one_revision_of_its_chat(
+    storage: PostgresStorage, pool: asyncpg.Pool
+) -> None:
+    chat, buyer, seller = await new_chat(storage)
+    sent = await asyncio.gather(*(send(storage, chat.id, buyer, f"m{i}") for i in range(5)))
+    sent.append(await send(storage, chat.id, seller, "last"))
+    assert sorted(m.rev for m in sent) == [1, 2, 3, 4, 5, 6]
+    assert all(m.rev == m.seq for m in sent)
+    seen = await storage.get_chat(chat.id, buyer)
+    assert seen is not None
+    assert seen.rev == 6
+    assert seen.last_message is not None
+    assert (seen.last_message.rev, seen.last_message.edited_at) == (6, None)
+
+
+async def test_a_send_in_a_blocked_chat_is_refused_and_stores_nothing(
+    storage: PostgresStorage, pool: asyncpg.Pool
+) -> None:
+    chat, buyer, seller = await new_chat(storage)
+    kept = await send(storage, chat.id, buyer, "before", client_message_id="kept")
+    other, other_buyer, _ = await new_chat(storage)
+    await pool.execute("UPDATE chat.chats SET blocked = true WHERE id = $1", uuid.UUID(chat.id))
+    results = await asyncio.gather(
+        storage.add_message(draft(chat.id, seller, "after")),
+        storage.add_message(draft(other.id, other_buyer, "elsewhere")),
+        storage.add_message(draft(chat.id, buyer, "again", client_message_id="kept")),
+        return_exceptions=True,
+    )
+    refused, elsewhere, repeat = results
+    assert isinstance(refused, ChatError)
+    assert refused.code is ErrorCode.BLOCKED
+    assert isinstance(elsewhere, SendResult)
+    assert elsewhere.created
+    # a retry of a message stored before the block is still answered with that message
+    assert isinstance(repeat, SendResult)
+    assert (repeat.created, repeat.message) == (False, kept)
+    assert await stored_seqs(pool, chat.id) == [1]
+    seen = await storage.get_chat(chat.id, seller)
+    assert seen is not None
+    assert (seen.blocked, seen.rev) == (True, 1)
+
+
+async def test_moderation_and_the_original_text_are_stored_with_the_message(
+    storage: PostgresStorage, pool: asyncpg.Pool
+) -> None:
+    chat, buyer, _ = await new_chat(storage)
+    masked = replace(
+        draft(chat.id, buyer, "call [hidden]"),
+        moderation=Moderation("masked", ("phone", "messenger")),
+        original_text="call 8 999 123-45-67",
+    )
+    result = await storage.add_message(masked)
+    assert result.message.moderation == Moderation("masked", ("phone", "messenger"))
+    assert result.message.text == "call [hidden]"
+    original = await pool.fetchval(
+        "SELECT original_text FROM chat.messages WHERE id = $1", uuid.UUID(result.message.id)
+    )
+    assert original == "call 8 999 123-45-67"
+    page = await storage.history(chat.id, None, None, 10)
+    assert page.messages == [result.message]

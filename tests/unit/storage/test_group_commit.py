@@ -60,7 +60,7 @@ class FakeCommitter(GroupCommitter):
 
 class _Row(dict[str, Any]):
     def __init__(self, message: NewMessage) -> None:
-        super().__init__(message=message, created=True)
+        super().__init__(message=message, created=True, blocked=False)
 
 
 def _unused(row: Any) -> Message:
