@@ -370,3 +370,29 @@ async def test_the_moderation_routes_refuse_without_the_key_with_another_and_a_u
                 await http.post(f"/api/admin/reports/{some}/resolve", json={"resolution": "x"}),
                 "FORBIDDEN",
             )
+
+
+async def test_openapi_describes_the_block_report_and_moderation_routes(
+    nodes: tuple[ChatServer, ChatServer],
+) -> None:
+    async with rest(nodes[0]) as http:
+        spec = body(await http.get("/openapi.json"), 200)
+
+    def answer(method: str, path: str, status: str) -> str:
+        response = spec["paths"][path][method]["responses"][status]
+        return str(response["content"]["application/json"]["schema"]["$ref"]).rsplit("/", 1)[1]
+
+    assert answer("post", "/api/users/{userId}/block", "200") == "BlockState"
+    assert answer("delete", "/api/users/{userId}/block", "200") == "BlockState"
+    assert answer("get", "/api/blocks", "200") == "BlockedUsers"
+    assert answer("post", "/api/chats/{chatId}/reports", "201") == "ReportReceipt"
+    assert answer("get", "/api/admin/reports", "200") == "ReportsPage"
+    assert answer("get", "/api/admin/reports/{id}", "200") == "ReportWithSnapshot"
+    assert answer("post", "/api/admin/reports/{id}/resolve", "200") == "ReportWithSnapshot"
+    report_body = spec["paths"]["/api/chats/{chatId}/reports"]["post"]["requestBody"]
+    schema = report_body["content"]["application/json"]["schema"]
+    assert set(schema["properties"]) == {"messageId", "reason", "comment"}
+    resolve = spec["paths"]["/api/admin/reports/{id}/resolve"]["post"]["requestBody"]
+    assert resolve["content"]["application/json"]["schema"]["required"] == ["resolution"]
+    snapshot = spec["components"]["schemas"]["ReportSnapshot"]
+    assert set(snapshot["properties"]) == {"messageId", "takenAt", "messages"}
