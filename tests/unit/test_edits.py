@@ -137,8 +137,8 @@ async def test_a_deleted_message_cannot_be_edited(world: World) -> None:
 
 
 async def test_no_edit_in_a_blocked_chat(world: World) -> None:
-    message, buyer, _ = await sent_message(world)
-    world.storage.chats[message.chat_id].blocked = True
+    message, buyer, seller = await sent_message(world)
+    world.storage.blocks[(seller, buyer)] = world.clock.now()
     with pytest.raises(Blocked):
         await world.service.edits.edit(buyer, edit(message.id, "still here"))
     # a delete takes words back, which a block does not stop
