@@ -27,10 +27,11 @@ from marketplace_chat.webhooks.events import EventType
 
 log = structlog.get_logger(__name__)
 
-# Requests in flight from one instance (and kept-alive connections). Few: httpx's CPU per request
-# grows with its pool (on this project's 2-core machine about 1.3 ms at 8 connections, 2 ms at 16,
-# 3.9 ms at 64), and the receiver is one local service that answers in milliseconds.
-CONCURRENCY = 8
+# Requests in flight from one instance (and kept-alive connections). A round waits on two
+# statements and the slowest answer, so what a round carries decides the rate: on this project's
+# 2-core machine 8 in flight delivered about 1,000 events/s, 32 about 2,000, 64 about 2,800, at
+# under 0.1 ms of CPU per event each time.
+CONCURRENCY = 64
 # Events leased per claim: no more than go out at once, so that every attempt of a claim starts
 # at once and ends within the timeout, well inside the lease; a claim of more would queue some
 # behind others, and a lease could run out while its event still waits here.
