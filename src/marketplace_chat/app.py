@@ -56,6 +56,9 @@ REDIS_CHANNEL = "marketplace-chat"
 # Shares of what is left of the shutdown deadline: the loops get a little, the events in flight
 # the most; the presence cleanup and the closing of transports each leave time for what follows.
 LOOP_STOP_SHARE = 0.1
+# The webhook dispatcher's child process is asked to stop within this share when the drain
+# starts, and waited for before the pools close.
+PROCESS_SHARE = 0.8
 EVENTS_SHARE = 0.4
 PRESENCE_SHARE = 0.5
 TRANSPORT_SHARE = 0.5
@@ -125,7 +128,8 @@ class ChatApp:
     _namespace: ChatNamespace | None = None
     _service: ChatService | None = None
     _sio: ChatSocketServer | None = None
-    _loops: list[BackgroundLoop | DispatcherProcess] = field(default_factory=list)
+    _loops: list[BackgroundLoop] = field(default_factory=list)
+    _processes: list[DispatcherProcess] = field(default_factory=list)
     _deadline: Deadline | None = None
     _drained: bool = False
 
@@ -138,6 +142,8 @@ class ChatApp:
 
     async def stop_loops(self) -> None:
         deadline = self.deadline()
+        for process in self._processes:
+            process.ask_stop(deadline.share(PROCESS_SHARE, CLOSE_RESERVE_S))
         for loop in self._loops:
             await loop.stop(deadline.share(LOOP_STOP_SHARE, CLOSE_RESERVE_S))
         self._loops.clear()
@@ -263,7 +269,7 @@ def create_app(
                 ),
                 metrics,
             )
-            chat_app._loops.append(webhooks)
+            chat_app._processes.append(webhooks)
             webhooks.start()
         log.info("node_started", node_id=node_id)
         try:
@@ -275,6 +281,8 @@ def create_app(
             await deadline.run(service.drain(), "background_work", keep_s=CLOSE_RESERVE_S)
             await deadline.run(verifier.flush(), "auth_cache_flush", keep_s=CLOSE_RESERVE_S)
             await deadline.run(http.aclose(), "http_client_close", keep_s=CLOSE_RESERVE_S)
+            for process in chat_app._processes:
+                await process.stop(deadline.share(1.0, 3 * CLOSE_RESERVE_S))
             if not await deadline.run(storage.close(), "postgres_close"):
                 storage.terminate()
             if fanout is not None:

@@ -24,8 +24,9 @@ log = structlog.get_logger(__name__)
 
 
 class DispatcherProcess:
-    """Has the shape of a `BackgroundLoop` (`start`, `stop`, `stopping`, `running`), so the
-    shutdown stops it with the service's other loops and from the same deadline."""
+    """Started with the service; at shutdown asked to stop first (`ask_stop`), so that it winds
+    down while the sockets drain, and waited for (`stop`) before the pools close, all from the
+    shutdown's one deadline."""
 
     name = "webhooks"
 
@@ -107,18 +108,25 @@ class DispatcherProcess:
         finally:
             transport.close()
 
-    async def stop(self, timeout_s: float) -> bool:
-        """Ask the child to stop within `timeout_s`; SIGKILL it a little past that. True when it
-        exited on its own."""
+    def ask_stop(self, bound_s: float) -> None:
+        """Tell the child to stop within `bound_s` (its round in flight finishes and settles)
+        without waiting for it: it winds down while the service drains its sockets."""
+        if self._stop.is_set():
+            return
         self._stop.set()
+        proc = self._proc
+        if proc is not None and proc.returncode is None and proc.stdin is not None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                proc.stdin.write(f"stop {max(0.0, bound_s - STOP_GRACE_S):.3f}\n".encode())
+                proc.stdin.close()
+
+    async def stop(self, timeout_s: float) -> bool:
+        """Stop the child (if not asked already) and wait at most `timeout_s` for it to exit;
+        SIGKILL it then. True when it exited on its own."""
+        self.ask_stop(timeout_s)
         proc = self._proc
         clean = True
         if proc is not None and proc.returncode is None:
-            bound = max(0.0, timeout_s - STOP_GRACE_S)
-            if proc.stdin is not None:
-                with contextlib.suppress(ConnectionError, RuntimeError):
-                    proc.stdin.write(f"stop {bound:.3f}\n".encode())
-                    proc.stdin.close()
             try:
                 await asyncio.wait_for(proc.wait(), max(0.0, timeout_s))
             except TimeoutError:
