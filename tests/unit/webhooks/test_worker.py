@@ -8,7 +8,7 @@ from marketplace_chat.webhooks.worker import MetricsMirror, snapshot
 
 
 def delivered(metrics: Metrics) -> float:
-    return snapshot(metrics)["deliveries"].get("delivered", 0.0)
+    return float(snapshot(metrics)["deliveries"].get("delivered", 0.0))
 
 
 def test_reports_add_to_the_services_counters_and_set_its_gauges() -> None:
