@@ -22,12 +22,14 @@ from marketplace_chat.api.admin import admin_router
 from marketplace_chat.api.docs import install_docs
 from marketplace_chat.api.http_errors import install_error_handlers
 from marketplace_chat.api.middleware import ApiCors, BodyLimit
+from marketplace_chat.api.moderation import moderation_router
 from marketplace_chat.api.ops import ops_router
 from marketplace_chat.api.rest import rest_router
 from marketplace_chat.auth.base import Verifier
 from marketplace_chat.auth.cache import CachingVerifier
 from marketplace_chat.auth.local import LocalVerifier
 from marketplace_chat.auth.remote import RemoteVerifier
+from marketplace_chat.blocking import Blocking
 from marketplace_chat.clock import Clock, SystemClock
 from marketplace_chat.errors import ChatError
 from marketplace_chat.gateway.namespace import ChatNamespace
@@ -40,11 +42,14 @@ from marketplace_chat.realtime.connection import connect as connect_redis
 from marketplace_chat.realtime.limits import RedisRateLimiter
 from marketplace_chat.realtime.presence import RedisPresence
 from marketplace_chat.realtime.typing_state import RedisTypingState
+from marketplace_chat.reports import Reports
 from marketplace_chat.service import ChatService
 from marketplace_chat.settings import Settings, VerifierKind
 from marketplace_chat.storage.base import EventPolicy
+from marketplace_chat.storage.blocks import PostgresBlocks
 from marketplace_chat.storage.outbox import OutboxStore
 from marketplace_chat.storage.postgres import PostgresStorage
+from marketplace_chat.storage.reports import PostgresReports
 from marketplace_chat.webhooks.process import DispatcherProcess
 from marketplace_chat.webhooks.worker import WorkerConfig
 
@@ -211,26 +216,34 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hooks = settings.webhooks
+        events = EventPolicy(hooks.enabled, hooks.unread_notify_after_s)
         storage = await PostgresStorage.connect(
             database_dsn,
             min_size=settings.database.pool_min,
             max_size=settings.database.pool_max,
             timeout_s=settings.database.timeout_s,
-            events=EventPolicy(hooks.enabled, hooks.unread_notify_after_s),
+            events=events,
         )
         outbox = OutboxStore(storage.pool, settings.database.timeout_s)
+        blocks = PostgresBlocks(storage.pool, settings.database.timeout_s, events)
         app.state.storage = storage
         http = httpx.AsyncClient(timeout=settings.auth.auth_verify_timeout_s)
         verifier = build_verifier(settings, redis, http, clock, metrics)
+        service_typing, notifier = RedisTypingState(redis), SocketNotifier(sio, metrics)
         service = ChatService(
             storage,
             RedisPresence(redis, node_id, settings.limits.max_sockets_per_user),
-            RedisTypingState(redis),
+            service_typing,
             RedisRateLimiter(redis, clock),
-            SocketNotifier(sio, metrics),
+            notifier,
             clock,
             settings.limits,
             node_id,
+            blocks,
+        )
+        blocking = Blocking(blocks, service_typing, notifier, clock)
+        reports = Reports(
+            PostgresReports(storage.pool, settings.database.timeout_s, events), service, clock
         )
         namespace = ChatNamespace(
             sio,
@@ -240,9 +253,12 @@ def create_app(
             clock,
             leeway_s=settings.auth.jwt_leeway_s,
             grace_s=settings.auth.auth_expired_grace_s,
+            blocking=blocking,
+            reports=reports,
         )
-        app.include_router(rest_router(service, verifier))
+        app.include_router(rest_router(service, verifier, blocking, reports))
         app.include_router(admin_router(outbox, clock, hooks.admin_api_key))
+        app.include_router(moderation_router(reports, hooks.admin_api_key))
         chat_app._namespace, chat_app._service, chat_app._sio = namespace, service, sio
         if fanout is not None:
             fanout.start()
