@@ -84,7 +84,8 @@ LIST_CHATS_AFTER = LIST_CHATS.format(cond="AND (updated_at, id) < ($4, $5)")
 SEND = f"""
 WITH existing AS (
   SELECT {MESSAGE_COLUMNS} FROM chat.messages
-   WHERE $6::text IS NOT NULL AND chat_id = $2 AND sender_id = $3 AND client_message_id = $6
+   WHERE $6::text IS NOT NULL AND chat_id = $2 AND client_message_id = $6
+     AND sender_id + 0 = $3  -- the client id's key, never the sender's seq index (see 0005)
 ), bump AS (
   UPDATE chat.chats SET last_seq = last_seq + 1, rev = rev + 1,
          updated_at = GREATEST(updated_at, $7)
@@ -382,7 +383,7 @@ class PostgresStorage:
             except _LostRaceError:
                 row = await conn.fetchrow(
                     f"SELECT {MESSAGE_COLUMNS}, false AS created FROM chat.messages "
-                    "WHERE chat_id = $1 AND sender_id = $2 AND client_message_id = $3",
+                    "WHERE chat_id = $1 AND sender_id + 0 = $2 AND client_message_id = $3",
                     message.chat_id,
                     message.sender_id,
                     message.client_message_id,
