@@ -18,6 +18,7 @@ import socketio
 import structlog
 from fastapi import FastAPI
 
+from marketplace_chat import heap
 from marketplace_chat.api.admin import admin_router
 from marketplace_chat.api.docs import install_docs
 from marketplace_chat.api.http_errors import install_error_handlers
@@ -264,6 +265,7 @@ def create_app(
             webhooks = BackgroundLoop("webhooks", dispatcher.tick, POLL_S)
             chat_app._loops.append(webhooks)
             webhooks.start()
+        heap.settle()
         log.info("node_started", node_id=node_id)
         try:
             yield
