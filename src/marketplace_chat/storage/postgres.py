@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from marketplace_chat.batching import Coalescer
 from marketplace_chat.errors import NotFound, Unavailable, ValidationFailed
 from marketplace_chat.models import (
     Chat,
@@ -263,6 +264,9 @@ class PostgresStorage:
             else None
         )
         self._participants: OrderedDict[str, Participants] = OrderedDict()
+        # A reconnect storm asks for thousands of users' partners at once (each arrival and
+        # departure is announced to them): the lookups in flight share one query.
+        self._partners: Coalescer[int, list[int]] = Coalescer(self._partners_of, max_batch=1000)
 
     @classmethod
     async def connect(
@@ -481,13 +485,21 @@ class PostgresStorage:
         return receipt, moved
 
     async def partners(self, user_id: int) -> list[int]:
+        return await self._partners.submit(user_id)
+
+    async def _partners_of(self, user_ids: list[int]) -> list[list[int]]:
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "SELECT seller_id AS partner FROM chat.chats WHERE buyer_id = $1 "
-                "UNION SELECT buyer_id FROM chat.chats WHERE seller_id = $1",
-                user_id,
+                "SELECT buyer_id AS user_id, seller_id AS partner FROM chat.chats "
+                "WHERE buyer_id = ANY($1::bigint[]) "
+                "UNION SELECT seller_id, buyer_id FROM chat.chats "
+                "WHERE seller_id = ANY($1::bigint[])",
+                user_ids,
             )
-        return [row["partner"] for row in rows]
+        found: dict[int, list[int]] = {}
+        for row in rows:
+            found.setdefault(row["user_id"], []).append(row["partner"])
+        return [found.get(user_id, []) for user_id in user_ids]
 
     async def response_stats(self, seller_id: int, since: datetime) -> ResponseStats:
         async with self._conn() as conn:
