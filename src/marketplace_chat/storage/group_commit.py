@@ -145,6 +145,7 @@ class GroupCommitter:
         # The client ids of the writes in flight, so that a repeat joins the first one's row.
         self._in_flight: dict[Key, _Pending] = {}
         self._writers: set[asyncio.Task[None]] = set()
+        self._starting = 0  # writers created that have not taken their batch yet
 
     async def add(self, message: NewMessage) -> SendResult | None:
         """The committed message (or the first one with its client id); None: no such chat."""
@@ -154,18 +155,22 @@ class GroupCommitter:
         return await future
 
     def _start_writers(self) -> None:
-        while self._queue and len(self._writers) < MAX_IN_FLIGHT:
+        """A writer takes the queue when it first runs, so the sends of one burst share it; a
+        second one starts only once the first has taken its batch."""
+        if self._starting or len(self._writers) >= MAX_IN_FLIGHT:
+            return
+        self._starting += 1
+        writer = asyncio.get_running_loop().create_task(self._drain())
+        self._writers.add(writer)
+        writer.add_done_callback(self._writers.discard)
+
+    async def _drain(self) -> None:
+        self._starting -= 1
+        while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
             batch = self._join_in_flight(_merge_duplicates(batch))
-            if not batch:
-                continue
-            writer = asyncio.get_running_loop().create_task(self._write(batch))
-            self._writers.add(writer)
-            writer.add_done_callback(self._writer_done)
-
-    def _writer_done(self, writer: asyncio.Task[None]) -> None:
-        self._writers.discard(writer)
-        self._start_writers()
+            if batch:
+                await self._write(batch)
 
     def _join_in_flight(self, batch: list[_Pending]) -> list[_Pending]:
         """Sends of a client id that a write in flight holds wait for that write's row."""
@@ -197,11 +202,16 @@ class GroupCommitter:
                 if key is not None and self._in_flight.get(key) is pending:
                     del self._in_flight[key]
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    async def _commit(self, batch: list[_Pending], split: bool = False) -> None:
         """Commit the batch, or isolate the rows that make it fail (see the module docstring).
+        A lone send takes the batch statement too (one round trip); a row that a bisection
+        left alone goes straight to the single-message path.
 
         Raises only when the database is out of reach: then no row of the batch can commit.
         """
+        if split and len(batch) == 1:
+            await self._commit_alone(batch[0])
+            return
         try:
             rows = await self._write_batch([p.message for p in batch])
         except Exception as exc:
@@ -211,8 +221,8 @@ class GroupCommitter:
                 await self._commit_alone(batch[0])
                 return
             half = len(batch) // 2
-            await self._commit(batch[:half])
-            await self._commit(batch[half:])
+            await self._commit(batch[:half], split=True)
+            await self._commit(batch[half:], split=True)
             return
         for ordinal, pending in enumerate(batch, start=1):
             row = rows.get(ordinal)
