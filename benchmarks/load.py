@@ -221,11 +221,32 @@ class Server:
         return None if self.proc is None else self.proc.returncode
 
 
-def cpu_ticks(pid: int) -> int:
-    """utime + stime of the process (all its threads), in clock ticks."""
+def _stat_fields(pid: int) -> list[str]:
     data = Path(f"/proc/{pid}/stat").read_text()
-    fields = data[data.rfind(")") + 2 :].split()
-    return int(fields[11]) + int(fields[12])
+    return data[data.rfind(")") + 2 :].split()
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of `pid` (the service's webhook dispatcher)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int(_stat_fields(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+    return found
+
+
+def cpu_ticks(pid: int) -> int:
+    """utime + stime of the process (all its threads) and of its live children (the webhook
+    dispatcher runs in one), in clock ticks."""
+    fields = _stat_fields(pid)
+    ticks = int(fields[11]) + int(fields[12])
+    for child in children(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            f = _stat_fields(child)
+            ticks += int(f[11]) + int(f[12])
+    return ticks
 
 
 def rss_kb(pid: int) -> int:
@@ -1562,6 +1583,52 @@ class Sink:
             await self.proc.wait()
 
 
+# The receiver's ceiling: the service's own webhook client, alone on the service's core, posting
+# as fast as the sink answers with as many requests in flight as the dispatcher keeps; prints
+# requests/s. The dispatcher's rate is shown as a share of it.
+CEILING = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    import uvloop
+    from marketplace_chat.webhooks.dispatcher import CONCURRENCY
+    from marketplace_chat.webhooks.poster import WebhookPoster
+    async def main():
+        poster = WebhookPoster(sys.argv[1], 5.0, CONCURRENCY)
+        body, n = b'{"x":"' + b"y" * int(sys.argv[3]) + b'"}', int(sys.argv[2])
+        left = n
+        async def worker():
+            nonlocal left
+            while left > 0:
+                left -= 1
+                assert await poster.post(body, {"Content-Type": "application/json"}) is None
+        started = time.monotonic()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        print(round(n / (time.monotonic() - started), 1))
+        await poster.aclose()
+    uvloop.run(main())
+    """
+)
+
+
+async def sink_ceiling(sink: Sink, requests: int = DISPATCH_EVENTS) -> float:
+    proc = await asyncio.create_subprocess_exec(
+        "taskset",
+        "-c",
+        str(SERVER_CORE),
+        sys.executable,
+        "-c",
+        CEILING,
+        sink.url,
+        str(requests),
+        str(len(MESSAGE_TEXT) * 6),  # about a message.created body
+        stdout=asyncio.subprocess.PIPE,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), DISPATCH_TIMEOUT_S)
+    if proc.returncode != 0:
+        raise RuntimeError("the ceiling measurement failed")
+    return float(out.decode().strip())
+
+
 def hook_env(sink: Sink) -> dict[str, str]:
     return {"WEBHOOK_URL": sink.url, "WEBHOOK_SECRET": secrets.token_urlsafe(24)}
 
@@ -1646,6 +1713,9 @@ async def dispatch_rate(ctx: Context, sink: Sink) -> dict[str, Any]:
         "receivedBySink": received,
         "seconds": round(elapsed, 2),
         "deliveredPerS": round(delivered / elapsed, 1) if elapsed else None,
+        "cpuUsPerEvent": round(1e6 * (b.server_ticks - a.server_ticks) / CLK_TCK / delivered)
+        if delivered
+        else None,
         "cpu": cpu,
         **_server_end(server, background, exit_code),
     }
@@ -1667,9 +1737,12 @@ async def webhooks_scenario(ctx: Context) -> None:
         on["webhooksReceived"] = await sink.count() - received
         on["webhooksLeftPending"] = await settle_outbox(ctx.database_url, on["chatIds"])
         dispatch = await dispatch_rate(ctx, sink)
+        dispatch["ceilingPerS"] = await sink_ceiling(sink)
     finally:
         await sink.stop()
     ratio = on["ackedPerS"] / off["ackedPerS"] if off.get("ackedPerS") else 0.0
+    rate = dispatch["deliveredPerS"] or 0.0
+    dispatch["ofCeiling"] = round(rate / dispatch["ceilingPerS"], 3)
     ctx.results["webhooks"] = {"closedRatio": round(ratio, 3), "dispatch": dispatch}
     ctx.rows += [
         Row(
@@ -1684,7 +1757,11 @@ async def webhooks_scenario(ctx: Context) -> None:
             "webhooks: dispatcher",
             f"{dispatch['deliveredPerS'] or 0:,.0f} events/s: {dispatch['delivered']:,} of "
             f"{dispatch['events']:,} ({dispatch['lanes']:,} chats) delivered in "
-            f"{dispatch['seconds']} s; server CPU {dispatch['cpu'].get('serverCpuPct')}% of a core",
+            f"{dispatch['seconds']} s; server CPU {dispatch['cpu'].get('serverCpuPct')}% of a core "
+            f"({dispatch['cpuUsPerEvent']} us per event); "
+            f"the receiver's ceiling {dispatch['ceilingPerS']:,.0f} requests/s from the same "
+            f"client "
+            f"alone ({100 * dispatch['ofCeiling']:.0f}% of it)",
             f">= {DISPATCH_MIN_RATE:,.0f} events/s to a local receiver",
             verdict((dispatch["deliveredPerS"] or 0) >= DISPATCH_MIN_RATE),
         ),

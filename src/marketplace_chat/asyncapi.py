@@ -95,6 +95,20 @@ CLIENT_EVENTS: tuple[ClientEvent, ...] = (
         "Which of the given users (default: the caller's chat partners) are online.",
     ),
     ClientEvent(
+        "user:block",
+        models.UserRef,
+        wire.BlockState,
+        "Block a user: nothing new passes between the two until the block is lifted.",
+    ),
+    ClientEvent("user:unblock", models.UserRef, wire.BlockState, "Lift the caller's block."),
+    ClientEvent("blocks:list", models.NoArgs, wire.BlockedUsers, "The users the caller blocked."),
+    ClientEvent(
+        "report:create",
+        models.ReportCreate,
+        wire.ReportReceipt,
+        "Report a chat or one of its messages to the moderators.",
+    ),
+    ClientEvent(
         "auth:refresh-token",
         models.TokenRefresh,
         wire.TokenRefreshed,

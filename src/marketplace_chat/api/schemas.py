@@ -23,6 +23,9 @@ ChatsPage = wire.ChatsPage
 HistoryPage = wire.HistoryPage
 ReadPointer = wire.ReadPointer
 ResponseStats = wire.ResponseStats
+BlockState = wire.BlockState
+BlockedUsers = wire.BlockedUsers
+ReportReceipt = wire.ReportReceipt
 
 
 class Error(BaseModel):
