@@ -29,6 +29,7 @@ NEEDED: tuple[tuple[str, str], ...] = (
     ("socketio", "AsyncServer._send_packet"),
     # gateway/codec.py: the packet that refuses what it cannot read
     ("socketio.packet", "Packet.decode"),
+    ("socketio.packet", "Packet.uses_binary_events"),
     # gateway/fanout.py and streams.py: a sibling backend under the pub/sub manager
     ("socketio.async_pubsub_manager", "AsyncPubSubManager._publish"),
     ("socketio.async_pubsub_manager", "AsyncPubSubManager._listen"),

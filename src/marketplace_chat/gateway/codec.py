@@ -105,7 +105,13 @@ class ChatPacket(socketio.packet.Packet):  # type: ignore[misc]
 
     `Packet.decode` reads the type, namespace and ack id before it parses the JSON, so they are
     known when the JSON (or the event's shape) is refused, and the refusal can answer that ack.
+
+    The server sends only JSON, so the packets it builds skip the stock constructor's walk of
+    the whole payload for binary data (on every ack and every event); what clients send is
+    decoded as before, and the transport refuses binary frames.
     """
+
+    uses_binary_events = False
 
     def decode(self, encoded_packet: Any) -> int:
         try:

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
+from prometheus_client import Counter
 
 from marketplace_chat.auth.base import Identity, Verifier, verify_guarded
 from marketplace_chat.blocking import Blocking
@@ -79,6 +80,8 @@ class ChatNamespace:
         self._refused: dict[str, AuthError] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._inflight = 0
+        # Each (event, outcome)'s counter, looked up once: the registry's lookup takes a lock.
+        self._event_counters: dict[tuple[str, str], Counter] = {}
         self._idle = asyncio.Event()
         self._idle.set()
         self.accepting = True
@@ -238,7 +241,12 @@ class ChatNamespace:
             except Exception:
                 log.exception("event_crashed", sid=sid, event_name=event)
                 reply, outcome = await self._fail(sid, event, INTERNAL)
-            self._metrics.events.labels(event, outcome).inc()
+            counter = self._event_counters.get((event, outcome))
+            if counter is None:
+                counter = self._event_counters[(event, outcome)] = self._metrics.events.labels(
+                    event, outcome
+                )
+            counter.inc()
             if event == "message:send":
                 self._metrics.send_latency.observe(time.perf_counter() - started)
             log.debug("event", sid=sid, event_name=event, outcome=outcome)

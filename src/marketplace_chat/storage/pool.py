@@ -145,7 +145,15 @@ class ShortDriverWarnings(logging.Filter):
 _SHORT_WARNINGS = ShortDriverWarnings()
 
 
-async def create_pool(dsn: str, *, min_size: int, max_size: int, timeout_s: float) -> asyncpg.Pool:
+async def create_pool(
+    dsn: str,
+    *,
+    min_size: int,
+    max_size: int,
+    timeout_s: float,
+    settings: dict[str, str] | None = None,
+) -> asyncpg.Pool:
+    """`settings`: server settings of the pool's sessions, beyond the application name."""
     pool_logger = logging.getLogger("asyncpg.pool")
     if _SHORT_WARNINGS not in pool_logger.filters:
         pool_logger.addFilter(_SHORT_WARNINGS)
@@ -155,7 +163,7 @@ async def create_pool(dsn: str, *, min_size: int, max_size: int, timeout_s: floa
         max_size=max_size,
         command_timeout=timeout_s,
         timeout=timeout_s,
-        server_settings={"application_name": "marketplace-chat"},
+        server_settings={"application_name": "marketplace-chat", **(settings or {})},
         connection_class=GuardedConnection,
         reset=reset_or_discard,
         init=configure_connection,

@@ -35,7 +35,7 @@ from marketplace_chat.storage.base import (
     Revision,
 )
 from marketplace_chat.storage.blocks import PAIR_BLOCKED, PAIR_LOCK
-from marketplace_chat.storage.group_commit import BLOCKED, GroupCommitter
+from marketplace_chat.storage.group_commit import BLOCKED, WRITER_SETTINGS, WRITERS, GroupCommitter
 from marketplace_chat.storage.outbox_sql import ISO, OUTBOX_CTES
 from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool, pooled, unreachable
 from marketplace_chat.storage.pool import configure_connection as configure_connection
@@ -281,12 +281,16 @@ class PostgresStorage:
         *,
         group_commit: bool = True,
         events: EventPolicy | None = None,
+        writers: asyncpg.Pool | None = None,
     ) -> None:
+        """`writers`: the group commit's own connections (see `group_commit.WRITER_SETTINGS`);
+        without them it writes through `pool`."""
         self._pool = pool
+        self._writers = writers
         self._timeout = timeout_s
         self.events = events or EventPolicy()
         self._committer = (
-            GroupCommitter(pool, self._add_one, _message, timeout_s, self.events)
+            GroupCommitter(writers or pool, self._add_one, _message, timeout_s, self.events)
             if group_commit
             else None
         )
@@ -309,7 +313,18 @@ class PostgresStorage:
             pool = await create_pool(dsn, min_size=min_size, max_size=max_size, timeout_s=timeout_s)
         except DRIVER_ERRORS as exc:
             raise Unavailable(f"PostgreSQL is not reachable: {type(exc).__name__}") from None
-        return cls(pool, timeout_s, events=events)
+        try:
+            writers = await create_pool(
+                dsn,
+                min_size=min(min_size, WRITERS),
+                max_size=WRITERS,
+                timeout_s=timeout_s,
+                settings=WRITER_SETTINGS,
+            )
+        except DRIVER_ERRORS as exc:
+            await pool.close()
+            raise Unavailable(f"PostgreSQL is not reachable: {type(exc).__name__}") from None
+        return cls(pool, timeout_s, events=events, writers=writers)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -586,11 +601,15 @@ class PostgresStorage:
             await conn.fetchval("SELECT 1")
 
     async def close(self) -> None:
+        if self._writers is not None:
+            await self._writers.close()
         await self._pool.close()
 
     def terminate(self) -> None:
         """Drop every connection at once: the end of a shutdown that ran out of time to close
         the pool gracefully (a database that stopped answering)."""
+        if self._writers is not None:
+            self._writers.terminate()
         self._pool.terminate()
 
 

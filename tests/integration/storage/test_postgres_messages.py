@@ -456,3 +456,32 @@ async def test_moderation_and_the_original_text_are_stored_with_the_message(
     assert original == "call 8 999 123-45-67"
     page = await storage.history(chat.id, None, None, 10)
     assert page.messages == [result.message]
+
+
+async def test_a_connected_storage_commits_batches_on_its_own_generic_plan_sessions(
+    database_url: str, pool: asyncpg.Pool
+) -> None:
+    """The group commit's writers have their own sessions, which keep the batch statement's
+    one plan; a burst still commits gapless and in order through them."""
+    storage = await PostgresStorage.connect(
+        database_url, min_size=1, max_size=2, timeout_s=DB_TIMEOUT_S
+    )
+    try:
+        chat, buyer, seller = await new_chat(storage)
+        results = await asyncio.gather(
+            *(send(storage, chat.id, (buyer, seller)[k % 2], f"m{k}") for k in range(30))
+        )
+        assert sorted(m.seq for m in results) == list(range(1, 31))
+        assert await stored_seqs(pool, chat.id) == list(range(1, 31))
+        writers = storage._writers
+        assert writers is not None
+        held = [await writers.acquire() for _ in range(writers.get_max_size())]
+        try:
+            modes = {await conn.fetchval("SHOW plan_cache_mode") for conn in held}
+        finally:
+            for conn in held:
+                await writers.release(conn)
+        assert modes == {"force_generic_plan"}
+        assert await pool.fetchval("SHOW plan_cache_mode") == "auto"
+    finally:
+        await storage.close()
