@@ -36,6 +36,11 @@ log = structlog.get_logger(__name__)
 
 READ_BLOCK_MS = 1_000  # a connected reader returns at least this often, so staleness shows
 READ_COUNT = 500  # entries per read: a batch each, so up to a few thousand messages
+# Reads start at most this often. A blocked read returns with the first entry appended, the
+# node's own ones included (skipped, but read); spaced, a read takes the entries of several
+# appends, and a node reads at most 200 times a second. The first entry after a quiet spell is
+# read at once.
+READ_SPACING_S = 0.005
 FLUSH_COUNT = 100  # buffered batches appended per round trip once Redis is back
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 1.0  # Redis back means fan-out back within this (pub/sub waited up to 60 s)
@@ -214,6 +219,7 @@ class StreamsManager(LeanFanout, AsyncPubSubManager):  # type: ignore[misc]
         mine = self.host_id.encode()
         delay = RETRY_FIRST_S
         lost = False
+        read_at = -READ_SPACING_S  # when the last read started
         while not self._stopping.is_set():
             try:
                 reader = self._reader or connect(self.redis_url, timeout_s=READ_TIMEOUT_S)
@@ -223,6 +229,10 @@ class StreamsManager(LeanFanout, AsyncPubSubManager):  # type: ignore[misc]
                     lost = False
                     self._reader_connected = True
                     self._last_read = self._monotonic()
+                rest = READ_SPACING_S - (self._monotonic() - read_at)
+                if rest > 0:
+                    await asyncio.sleep(rest)
+                read_at = self._monotonic()
                 answer: Any = await reader.xread(
                     {self.stream: position}, count=READ_COUNT, block=READ_BLOCK_MS
                 )

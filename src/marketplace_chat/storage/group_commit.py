@@ -143,11 +143,15 @@ class GroupCommitter:
         to_message: Callable[[asyncpg.Record], Message],
         timeout_s: float,
         events: EventPolicy | None = None,
+        *,
+        dedicated: bool = False,
     ) -> None:
+        """`dedicated`: `pool` holds a connection for each writer (see WRITERS), so taking one
+        never waits and needs no timer; a shared pool's wait is bounded by `timeout_s`."""
         self._pool = pool
+        self._acquire_timeout = None if dedicated else timeout_s
         self._write_one = write_one
         self._to_message = to_message
-        self._timeout = timeout_s
         self._events = events or EventPolicy()
         self._queue: list[_Pending] = []
         # The client ids of the writes in flight, so that a repeat joins the first one's row.
@@ -252,7 +256,7 @@ class GroupCommitter:
 
     async def _write_batch(self, messages: list[NewMessage]) -> dict[int, asyncpg.Record]:
         ordinals = {m.id: i for i, m in enumerate(messages, start=1)}
-        async with self._pool.acquire(timeout=self._timeout) as conn:
+        async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
             records = await conn.fetch(
                 SEND_BATCH,
                 [m.id for m in messages],

@@ -290,7 +290,14 @@ class PostgresStorage:
         self._timeout = timeout_s
         self.events = events or EventPolicy()
         self._committer = (
-            GroupCommitter(writers or pool, self._add_one, _message, timeout_s, self.events)
+            GroupCommitter(
+                writers or pool,
+                self._add_one,
+                _message,
+                timeout_s,
+                self.events,
+                dedicated=writers is not None,
+            )
             if group_commit
             else None
         )
