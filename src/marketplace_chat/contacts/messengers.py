@@ -8,7 +8,7 @@ import re
 from marketplace_chat.contacts.words import ENGLISH_WORDS, MESSENGER_NAME_RE
 
 _FILLER = (
-    r"(?:[\s:;,\-–—=>()\[\]]|\b(?:в|во|на|по|мой|моя|мне|мой\s+ник|ник|логин|id|айди|nick|"
+    r"(?:[\s:;,\-–—=>()\[\]]|\b(?:в|во|на|по|мой|моя|мне|мой\s+ник|ник|нику|ника|ником|логин|id|айди|nick|"
     r"username|user|login|my|me|on|in|at|is|номер|номеру|тел|есть|пиши|пишите|напиши|"
     r"напишите|звони|звоните|стучи|стучите|добавляйся|add)\b)*"
 )
@@ -60,15 +60,12 @@ def find_messengers(
                 ):
                     found.append((start, h_end))
                     continue
-        if any(end <= s <= end + _WINDOW and _only_filler(view[end:s]) for s, _ in phones):
+        if any(_same_clause(view, start, end, s, e) for s, e in phones):
+            # "на вацап скинь фото 8 905…", "8 905… это вотсап": words between the name and the
+            # number do not make the number any less an invitation to that messenger.
             found.append((start, end))
             continue
         window = view[max(0, start - _WINDOW) : start]
-        if any(
-            max(0, start - _WINDOW) <= e <= start and _only_filler(view[e:start]) for _, e in phones
-        ):
-            found.append((start, end))
-            continue
         before = _BEFORE_RE.search(window)
         if before is not None:
             h_start = max(0, start - _WINDOW) + before.start("handle")
@@ -80,8 +77,28 @@ def find_messengers(
     return found
 
 
-_ONLY_FILLER_RE = re.compile(rf"{_FILLER}\Z")
+_NAME_BEFORE_RE = re.compile(rf"(?:{MESSENGER_NAME_RE.pattern}){_FILLER}\Z")
 
 
-def _only_filler(text: str) -> bool:
-    return _ONLY_FILLER_RE.match(text) is not None
+def name_before(view: str, start: int) -> int | None:
+    """Where a messenger's name starts when ``view[start:]`` follows it with only filler between:
+    "инст lisa.art.studio", "тг - vanya.pro" name a handle that merely looks like a host."""
+    match = _NAME_BEFORE_RE.search(view, max(0, start - _WINDOW), start)
+    return None if match is None else match.start()
+
+
+_SENTENCE_END_RE = re.compile(r"[.!?…](?:\s|$)|\n")
+# "вотсап не пользуюсь, звони 8 905…": the messenger is turned down, the number is for calls.
+_NEGATION_RE = re.compile(r"(?<![a-zа-яё])(?:не|нет|no|not|don'?t|dont)(?![a-zа-яё])")
+
+
+def _same_clause(view: str, start: int, end: int, p_start: int, p_end: int) -> bool:
+    """A number within ``_WINDOW`` characters of the name ``view[start:end]``, with no sentence
+    end between them."""
+    if end <= p_start <= end + _WINDOW:
+        between = view[end:p_start]
+    elif start - _WINDOW <= p_end <= start:
+        between = view[p_end:start]
+    else:
+        return False
+    return _SENTENCE_END_RE.search(between) is None and _NEGATION_RE.search(between) is None

@@ -8,13 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from marketplace_chat.contacts.model import Category
+from marketplace_chat.contacts.words import ENGLISH_WORDS, MESSENGER_NAME_RE
 
 _LABEL = r"[a-z0-9а-яё](?:[a-z0-9а-яё-]{0,62})"
-_LOCAL = r"[a-z0-9_%+-](?:[a-z0-9._%+-]{0,63})"
+# Cyrillic letters too: заказ@пекарня.рф is an address like any other.
+_LOCAL = r"[a-z0-9а-яё_%+-](?:[a-z0-9а-яё._%+-]{0,63})"
 
 # name@host.tld, spaces allowed around the @.
 _EMAIL_RE = re.compile(
-    rf"(?<![a-z0-9._%+-]){_LOCAL}[ \t]{{0,2}}@[ \t]{{0,2}}"
+    rf"(?<![a-z0-9а-яё._%+-])(?P<local>{_LOCAL})[ \t]{{0,2}}@[ \t]{{0,2}}"
     rf"(?P<host>(?:{_LABEL}\.){{1,8}}[a-zа-яё]{{2,24}})"
     r"(?![a-zа-яё0-9-])"
 )
@@ -28,10 +30,18 @@ _DOT = (
 )
 _CYR_TLD_WORDS = {"ру": "ru", "ком": "com", "нет": "net", "орг": "org", "рф": "рф", "су": "su"}
 _SPELT_TLD = r"(?P<tld>[a-z]{2,12}|ру|ком|нет|орг|рф|су)(?![a-zа-яё0-9])"
+# Mail providers as they are written in Cyrillic ("собака гмейл точка ком"), and their Latin names.
+_CYR_PROVIDERS = {
+    "гмейл": "gmail", "гмайл": "gmail", "джимейл": "gmail", "жмейл": "gmail", "гмеил": "gmail",
+    "мейл": "mail", "майл": "mail", "мэйл": "mail", "маил": "mail", "яндекс": "yandex",
+    "яндэкс": "yandex", "рамблер": "rambler", "аутлук": "outlook", "хотмейл": "hotmail",
+    "айклауд": "icloud", "инбокс": "inbox", "лист": "list", "бк": "bk", "яху": "yahoo",
+}  # fmt: skip
 _SPELT_EMAIL_RE = re.compile(
     rf"(?<![a-z0-9._%+-])(?P<local>[a-z0-9][a-z0-9._+-]{{0,63}})"
-    rf"(?:(?P<strong>{_AT_STRONG})|{_AT_WORD}|\s*@\s*)"
-    rf"(?P<host>[a-z0-9][a-z0-9-]{{0,62}})(?:(?:{_DOT}[a-z0-9][a-z0-9-]{{0,62}}){{0,3}}{_DOT}{_SPELT_TLD})?"
+    rf"(?:(?P<strong>{_AT_STRONG})|(?P<word>{_AT_WORD})|(?P<sign>\s*@\s*))"
+    rf"(?P<host>[a-z0-9][a-z0-9-]{{0,62}}|{'|'.join(_CYR_PROVIDERS)})"
+    rf"(?:(?:{_DOT}[a-z0-9][a-z0-9-]{{0,62}}){{0,3}}{_DOT}{_SPELT_TLD})?"
 )
 _MAIL_PROVIDERS = frozenset(
     str.split(
@@ -67,7 +77,12 @@ _FILE_SUFFIXES = frozenset({"zip", "mov", "md", "py", "sh", "rs", "txt", "exe"})
 _CYRILLIC_SUFFIXES = frozenset({"рф", "рус", "сайт", "онлайн", "ком", "орг"})
 
 # @handle: Telegram, Instagram and the like.
-_HANDLE_RE = re.compile(r"(?<![a-z0-9_.@])@(?P<name>[a-z_][a-z0-9_]{2,31}(?:\.[a-z0-9_]+)*)")
+# "@ ivan_88": one space after the @ when the name holds a digit or an underscore, so that a lone @
+# in prose ("2 шт @ 500") is not one.
+_HANDLE_RE = re.compile(
+    r"(?<![a-z0-9_.@])@(?: (?=[a-z_][a-z0-9_.]*[0-9_]))?"
+    r"(?P<name>[a-z_][a-z0-9_]{2,31}(?:\.[a-z0-9_]+)*)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +113,21 @@ def _messenger_host(host: str) -> bool:
     return any(host == h or host.endswith("." + h) for h in _MESSENGER_HOSTS)
 
 
+def _mention(local: str, at_sign: str) -> bool:
+    """ "on insta @jane.doe.art", "me @ivan.shop": an @ set apart from the word before it, when
+    that word is a messenger's name or plain English, starts a handle, not an address."""
+    if not at_sign[:1].isspace() or at_sign[-1:].isspace():
+        return False
+    return local in ENGLISH_WORDS or MESSENGER_NAME_RE.fullmatch(local) is not None
+
+
 def find_emails(view: str, suffix_of: SuffixOf) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     if "@" in view:
         for match in _EMAIL_RE.finditer(view):
+            at_sign = view[match.end("local") : match.start("host")]
+            if _mention(match.group("local"), at_sign):
+                continue
             if suffix_of(match.group("host")):
                 found.append(match.span())
     if not _could_spell_email(view):
@@ -110,11 +136,15 @@ def find_emails(view: str, suffix_of: SuffixOf) -> list[tuple[int, int]]:
         if any(s <= match.start() < e for s, e in found):
             continue
         tld = match.group("tld")
-        host = match.group("host")
+        host = _CYR_PROVIDERS.get(match.group("host"), match.group("host"))
+        if match.group("sign") is not None and _mention(match.group("local"), match.group("sign")):
+            continue
+        if match.group("word") is not None and view.startswith("/", match.end()):
+            continue  # "pics at imgur.com/a/x": a sentence about a link, and an address has no path
         if tld is None:
             # Without a suffix only a bracketed "(at)" or «собака» before a known mail provider.
             text = match.group()
-            if not (match.group("strong") or "собак" in text or "@" in text):
+            if not (match.group("strong") or "соба" in text or "@" in text):
                 continue
             if host not in _MAIL_PROVIDERS:
                 continue
@@ -126,7 +156,7 @@ def find_emails(view: str, suffix_of: SuffixOf) -> list[tuple[int, int]]:
     return found
 
 
-_SPELL_HINT_RE = re.compile(r"@|\bat\b|\(at|\[at|собак|sobak|\bэт\b|\{at")
+_SPELL_HINT_RE = re.compile(r"@|\bat\b|\(at|\[at|собак|собач|sobak|sobach|\bэт\b|\{at")
 
 
 def _could_spell_email(view: str) -> bool:

@@ -60,13 +60,15 @@ NUMBER_GLUE = frozenset({"and", "и"})
 # Messenger names, Latin and Russian, with the inflections buyers write ("в телеге", "по вотсапу").
 MESSENGER_NAME_RE = re.compile(
     r"(?<![a-zа-яё0-9_])(?:"
-    r"telegram+|telega|teleg|tlgrm|tg|тг|тгм|"
-    r"телеграм+[а-я]*|телега|телеге|телегу|телеги|телегой|телегр[а-я]*|"
-    r"whats ?app|whatsap+|watsap+|watsup|vatsap+|"
+    r"telegram+|telega|teleg|tlgrm|tg|тг|тгм|тгшк[а-я]|"
+    r"телеграм+[а-я]*|телег[аеиуо][а-я]{0,2}|тележк[а-я]{1,2}|телегр[а-я]*|"
+    r"whats ?ap+|wats ?ap+|watsup|vatsap+|"
     r"ват[сc]ап+[а-я]*|вот[сc]ап+[а-я]*|вацап+[а-я]*|воцап+[а-я]*|ватсап+[а-я]*|вотс|ватс|вотсик|"
     r"viber|вайбер[а-я]*|вибер[а-я]*|"
     r"signal|сигнал[а-я]{0,2}|"
-    r"wechat|вичат|skype|скайп[а-я]*"
+    r"wechat|вичат|skype|скайп[а-я]*|discord|дискорд[а-я]*|"
+    # Instagram is not a messenger, but a handle after its name is an invitation all the same.
+    r"instagram|insta|inst|инстаграм+[а-я]*|инст[аеуы]?"
     r")(?![a-zа-яё0-9_])"
 )
 

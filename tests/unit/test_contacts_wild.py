@@ -1,0 +1,124 @@
+"""Contact details as buyers and sellers write them outside any template: each table is one class of
+spelling, with messages that hold a contact detail and near misses that hold none."""
+
+from __future__ import annotations
+
+import pytest
+
+from marketplace_chat.contacts import Category, ContactDetector
+
+
+@pytest.fixture(scope="module")
+def detector() -> ContactDetector:
+    return ContactDetector(allowed_hosts=["market.ru"])
+
+
+def _categories(detector: ContactDetector, text: str) -> tuple[Category, ...]:
+    return detector.scan(text).categories
+
+
+# A messenger's name in the same sentence as a number, with other words between them.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("в вайбер кидай фотки 8 916 555 12 34", ("messenger", "phone")),
+        ("+7 903 111 22 44 это ватсап, звонки не беру", ("messenger", "phone")),
+        ("в телеге найдете по номеру 89035551234", ("messenger", "phone")),
+        ("telegram only: +1 415 555 0132", ("messenger", "phone")),
+        ("вотсап не пользуюсь, звоните 8 903 555 12 34", ("phone",)),
+        ("вотсапа нет. 8 903 555 12 34 только звонки", ("phone",)),
+    ],
+)
+def test_a_messenger_name_near_a_number(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected
+
+
+# Inflections and short forms of messenger names, Instagram and Discord with a handle.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("напиши мне в тележку petr_master", ("messenger",)),
+        ("ищи в телеге по нику Kirill_Wood", ("messenger",)),
+        ("тгшка kirill_wood", ("messenger",)),
+        ("inst: flowers_by_ann", ("messenger",)),
+        ("в инсте flowers_by_ann", ("messenger",)),
+        ("discord: wood_master_77", ("messenger",)),
+        ("wats app 8 903 555 12 34", ("messenger", "phone")),
+        ("инсты нет, пишите тут", ()),
+        ("в тележку влезет три коробки", ()),
+    ],
+)
+def test_messenger_names_as_they_are_spelt(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected
+
+
+# A handle right after a messenger's name may look like a host (Instagram allows dots).
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("инст anna.flowers.shop", ("messenger",)),
+        ("тг — petr.pro", ("messenger",)),
+        ("insta: cakes.by.mary", ("messenger",)),
+        ("сайт anna-flowers.shop", ("link",)),
+        ("в инсте ссылка flowers.shop/catalog", ("link",)),
+    ],
+)
+def test_a_host_like_handle_after_a_messenger_name(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected
+
+
+# An @ set apart from an English word or a messenger's name starts a handle, not an address.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("find me on insta @mary.cakes.art", ("messenger",)),
+        ("follow me @anna.flowers.shop", ("messenger",)),
+        ("пиши на petr @mail.ru", ("email",)),
+        ("petr_1990 @gmail.com", ("email",)),
+        ("@ petr_1990 в телеге", ("messenger",)),
+        ("2 шт @ 500 р", ()),
+        ("@ всем спасибо", ()),
+    ],
+)
+def test_an_at_sign_with_a_space(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected
+
+
+# E-mails spelt with Cyrillic mail providers, Cyrillic names, words glued to brackets.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("petr собака яндекс точка ру", ("email",)),
+        ("petr собачка гмейл точка ком", ("email",)),
+        ("petr собака мейл", ("email",)),  # «собака» before a mail provider is enough
+        ("продажи@цветы-москва.рф", ("email",)),
+        ("petr(собака)yandex(точка)ru", ("email",)),
+        ("petr[собака]mail[точка]ru", ("email",)),
+        ("собака породы лайка, 2 года", ()),
+    ],
+)
+def test_spelt_emails(detector: ContactDetector, text: str, expected: tuple[Category, ...]) -> None:
+    assert _categories(detector, text) == expected
+
+
+# "X at host/path" in English is a sentence about a link: an e-mail address has no path.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("see the photos at flickr.com/photos/petr", ("link",)),
+        ("my store at ebay.com/str/petrwood", ("link",)),
+        ("write to petr at gmail.com", ("email",)),
+    ],
+)
+def test_at_before_a_link_with_a_path(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected
