@@ -122,3 +122,45 @@ def test_at_before_a_link_with_a_path(
     detector: ContactDetector, text: str, expected: tuple[Category, ...]
 ) -> None:
     assert _categories(detector, text) == expected
+
+
+# Phones with separators and spellings beyond the usual ones.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "8*903*555*12*34",
+        "звони: восемь, девять, ноль, три, пять, пять, пять, один, два, три, четыре",
+        "8 903 ООО 12 34",
+        "+7 903 555 оо 34 вечером",
+        "8.903.ооо.12.34",
+    ],
+)
+def test_phones_in_unusual_spellings(detector: ContactDetector, text: str) -> None:
+    assert _categories(detector, text) == ("phone",)
+
+
+# Numbers that are years, memory sizes, dimensions or model codes.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "на машины 2014 2015 2016 годов",
+        "2019, 2020, 2021 подходят",
+        "сезон 2025/2026, новая коллекция",
+        "Galaxy S24 2024 12/256 как новый",
+        "ноут 16/512 и 16/1tb",
+        "коробка 60*40*40",
+        "полка 120 * 30 * 25",
+        "пылесос Bosch BGS-4122-050-R",
+        "деталь SM-5531-207",
+        "раз, два, три, четыре, пять, шесть, семь: считаем коробки",
+    ],
+)
+def test_numbers_that_are_not_phones(detector: ContactDetector, text: str) -> None:
+    assert _categories(detector, text) == ()
+
+
+@pytest.mark.parametrize("text", ["тел-8 903 555 12 34", "тг-89035551234"])
+def test_a_phone_label_joined_by_a_hyphen_is_no_model_code(
+    detector: ContactDetector, text: str
+) -> None:
+    assert "phone" in _categories(detector, text)

@@ -26,6 +26,8 @@ MIN_DIGITS = 7
 _LETTER_ZERO_RE = re.compile(r"[0-9][oоз]|[oоз][0-9]")
 _DIGIT_RUN_RE = re.compile(r"(?<![a-zа-яё])[0-9oоз]*[0-9][0-9oоз]*(?![a-zа-яё])")
 _LETTER_DIGITS = str.maketrans({"o": "0", "о": "0", "з": "3"})
+# A group of zeros typed as letters on its own between digit groups: "+7 985 ООО 11 22".
+_LONE_ZEROS_RE = re.compile(r"(?<=[0-9][ .\-])[oо]{1,4}(?=[ .\-][0-9])")
 
 # Dates (12.05.2026, 2026-05-12, 12/05/26, 12.05.26) and times (18:30, 9:00:15). A date with a
 # two-digit year needs dots or slashes: dashes of that shape are the tail of a phone (12-05-26).
@@ -48,6 +50,16 @@ _CODE_BEFORE_RE = re.compile(
     r"серийник|р/с|к/с|счет|счёт|iso|din|en)\s{0,2}(?:р\s?|№|no\.?|n)?[:#]?\s{0,2}$"
 )
 
+# Memory of a phone or a laptop, RAM/storage: 8/256, 12/512 ГБ, 16/1tb.
+_MEMORY_RE = re.compile(
+    r"(?<![0-9/])(?:1|2|3|4|6|8|12|16|18|24|32|64)/"
+    r"(?:16|32|64|128|256|512|1024|1 ?tb|2 ?tb|1 ?тб|2 ?тб)(?![0-9/])"
+)
+# A model code around the digits: ХМ-4426-080-N, SM-A546-0123, not a phone label (тел-8916…).
+_CODE_PREFIX_RE = re.compile(r"(?<![a-zа-яё])(?P<word>[a-zа-яё]{1,5})-\Z")
+_CODE_SUFFIX_RE = re.compile(r"-[a-zа-яё]{1,3}(?![a-zа-яё0-9])")
+_PHONE_LABELS = frozenset({"т", "тел", "тлф", "моб", "сот", "tel", "ph", "mob", "tg", "тг"})
+
 _SEVEN_DIGITS_RE = re.compile(r"[0-9](?:[^0-9]{0,12}[0-9]){6}")
 _ITEM_RE = re.compile(
     r"[0-9]+|(?<![^\W\d_])(?:"
@@ -57,7 +69,7 @@ _ITEM_RE = re.compile(
 _GLUE_RE = re.compile(r"(?<![^\W\d_])(?:" + "|".join(NUMBER_GLUE) + r")(?![^\W\d_])")
 _DATE_HINT_RE = re.compile(r"[0-9][./:-][0-9]")
 
-_SEPARATORS = frozenset(" \t\r\n\u00a0-‐‑‒–—―−.·•()[]{}<>/\\|_+'\"`~:;!?…")
+_SEPARATORS = frozenset(" \t\r\n\u00a0-‐‑‒–—―−.·•()[]{}<>/\\|_+*'\"`~:;!?…")
 _MAX_GAP = 5
 
 
@@ -70,10 +82,13 @@ class _Group:
 
 
 def phone_view(text: str) -> str:
-    """``text`` with the letters o/о/з read as 0/3 inside runs of digits ("8 9оо 12з")."""
-    if not _LETTER_ZERO_RE.search(text):
-        return text
-    return _DIGIT_RUN_RE.sub(lambda m: m.group().translate(_LETTER_DIGITS), text)
+    """``text`` with the letters o/о/з read as 0/3 inside runs of digits ("8 9оо 12з"), and a
+    group of o/о alone between digit groups read as zeros ("985 ооо 11 22")."""
+    if _LETTER_ZERO_RE.search(text):
+        text = _DIGIT_RUN_RE.sub(lambda m: m.group().translate(_LETTER_DIGITS), text)
+    if _LONE_ZEROS_RE.search(text):
+        text = _LONE_ZEROS_RE.sub(lambda m: "0" * len(m.group()), text)
+    return text
 
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:
@@ -85,7 +100,11 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-def _gap_joins(gap: str) -> bool:
+def _gap_joins(gap: str, spelt: bool = False) -> bool:
+    """Whether ``gap`` only separates two parts of one number. Between number words a comma is
+    allowed too ("восемь, девять, один…"); between digits it separates a list (1500, 2000, 2500)."""
+    if spelt:
+        gap = gap.replace(",", " ")
     if len(gap) > _MAX_GAP and not gap.isspace():
         return False
     if len(gap) > 12:
@@ -137,7 +156,8 @@ def _groups(view: str) -> list[list[_Group]]:
 
     def append(group: _Group) -> None:
         nonlocal current
-        if current and not _gap_joins(view[current[-1].end : group.start]):
+        spelt = group.spelt and current[-1].spelt if current else False
+        if current and not _gap_joins(view[current[-1].end : group.start], spelt):
             runs.append(current)
             current = []
         current.append(group)
@@ -163,7 +183,7 @@ def _groups(view: str) -> list[list[_Group]]:
             append(_Group(start, end, token, False))
             continue
         value, kind = NUMBER_WORDS[token.replace("ё", "е")]
-        if words and not _gap_joins(_GLUE_RE.sub("", view[words[-1][1] : start])):
+        if words and not _gap_joins(_GLUE_RE.sub("", view[words[-1][1] : start]), spelt=True):
             flush_words()
         words.append((start, end, value, kind))
     flush_words()
@@ -173,12 +193,22 @@ def _groups(view: str) -> list[list[_Group]]:
 
 
 def _is_progression(run: list[_Group]) -> bool:
-    """Sizes or quantities listed in steps: 40 42 44 46, 48-50-52-54."""
-    if len(run) < 3 or any(len(g.digits) > 3 for g in run):
+    """Sizes or quantities listed in steps (40 42 44 46, 48-50-52-54), or years (2016 2017 2018)."""
+    if len(run) < 3:
+        return False
+    years = all(len(g.digits) == 4 and "1900" <= g.digits <= "2099" for g in run)
+    if not years and any(len(g.digits) > 3 for g in run):
         return False
     values = [int(g.digits) for g in run]
     steps = {b - a for a, b in pairwise(values)}
     return len(steps) == 1 and 0 < abs(next(iter(steps))) <= 10
+
+
+def _is_dimensions(run: list[_Group], view: str) -> bool:
+    """Two or three measures multiplied: 50*70*30, 200 * 60."""
+    if not 2 <= len(run) <= 3:
+        return False
+    return all(view[a.end : b.start].strip() == "*" for a, b in pairwise(run))
 
 
 def _is_thousands(run: list[_Group], view: str) -> bool:
@@ -196,10 +226,13 @@ def _is_range(run: list[_Group], view: str) -> bool:
     if len(run) != 2:
         return False
     a, b = run
-    if view[a.end : b.start].strip() not in ("-", "–", "—", "−"):
+    dash = view[a.end : b.start].strip()
+    if dash not in ("-", "–", "—", "−", "/"):
         return False
     if len(a.digits) == len(b.digits) == 4 and "1900" <= a.digits < b.digits <= "2099":
-        return True  # years: 2019-2021
+        return True  # years: 2019-2021, a season 2024/2025
+    if dash == "/":
+        return False
     if not (3 <= len(a.digits) <= 6 and 3 <= len(b.digits) <= 6):
         return False
     return int(a.digits) < int(b.digits) and a.digits.endswith("0") and b.digits.endswith("0")
@@ -220,7 +253,10 @@ def find_phones(view: str, blocked: list[tuple[int, int]]) -> list[tuple[int, in
     if _SEVEN_DIGITS_RE.search(view) is None and not _maybe_spelt(view):
         return []  # fewer than seven digits close together, and no number words
     view = phone_view(view)
-    dates = [m.span() for m in _DATE_TIME_RE.finditer(view)] if _DATE_HINT_RE.search(view) else []
+    dates = []
+    if _DATE_HINT_RE.search(view):
+        dates = [m.span() for m in _DATE_TIME_RE.finditer(view)]
+        dates.extend(m.span() for m in _MEMORY_RE.finditer(view))
     view = _blank(view, blocked + dates)
     found: list[tuple[int, int]] = []
     for run in _groups(view):
@@ -257,9 +293,19 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
         return False
     if _CODE_BEFORE_RE.search(before):
         return False
+    if _is_code(view, start, end) or _is_dimensions(run, view):
+        return False
     if _is_progression(run) or _is_range(run, view):
         return _looks_dialable(digits, plus)
     return not (_is_thousands(run, view) and len(digits) <= 9 and not ru_like)
+
+
+def _is_code(view: str, start: int, end: int) -> bool:
+    """Digits joined by a hyphen to letters before or after them: a model or part number."""
+    prefix = _CODE_PREFIX_RE.search(view, max(0, start - 7), start)
+    if prefix is not None and prefix.group("word") not in _PHONE_LABELS:
+        return True
+    return _CODE_SUFFIX_RE.match(view, end) is not None
 
 
 _SPELT_HINT_RE = re.compile(
