@@ -164,3 +164,50 @@ def test_a_phone_label_joined_by_a_hyphen_is_no_model_code(
     detector: ContactDetector, text: str
 ) -> None:
     assert "phone" in _categories(detector, text)
+
+
+# A code's name must be a whole word before the digits: many Russian words end in "ту" (ТУ).
+@pytest.mark.parametrize(
+    "text",
+    [
+        "звони в субботу 8 903 555 12 34",
+        "скинь на карту 89035551234",
+        "напиши на почту или звони 89035551234",
+        "переведу на счет по номеру 8 903 555 12 34",
+    ],
+)
+def test_a_phone_after_a_word_ending_like_a_code(detector: ContactDetector, text: str) -> None:
+    assert _categories(detector, text) == ("phone",)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "штрихкод 4601234567890",
+        "EAN-13: 4601234567890",
+        "трек 80081234567890",
+        "трек-номер 1234567890 сдэк",
+        "р/с 40702810900000012345",
+        "по ТУ 9213-001-12345678",
+        "размеры 40 42 44 46 48",
+        "рост 152 158 164 170",
+        "Redmi Note 13 8+256",
+    ],
+)
+def test_codes_size_lists_and_memory_are_not_phones(detector: ContactDetector, text: str) -> None:
+    assert _categories(detector, text) == ()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("юла точка ру", ("link",)),
+        ("цветочки точка рф", ("link",)),
+        ("wa 8 903 555 12 34", ("messenger", "phone")),
+        ("точка выдачи на Ленина", ()),
+    ],
+)
+def test_spelt_cyrillic_hosts_and_short_messenger_names(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected

@@ -45,15 +45,23 @@ _DATE_TIME_RE = re.compile(
 
 # Codes that a number after them is: standards, registry and serial numbers (ГОСТ 31399-2009,
 # ISBN 978-5-17-1, ИНН 7701234567), not a phone.
+# Barcodes (штрихкод 4607001234567, EAN-13) and parcel tracking numbers (трек 80080012345678) too.
+# The name must be a whole word: "на карту 8916…" and "в субботу 8916…" end in "ту", not in ТУ.
 _CODE_BEFORE_RE = re.compile(
-    r"(?:гост|ту|isbn|issn|инн|огрн|огрнип|кпп|бик|окпд|оквэд|снилс|imei|vin|s/n|sn|серийный|"
-    r"серийник|р/с|к/с|счет|счёт|iso|din|en)\s{0,2}(?:р\s?|№|no\.?|n)?[:#]?\s{0,2}$"
+    r"(?<![a-zа-яё])(?P<code>гост|ту|isbn|issn|инн|огрн|огрнип|кпп|бик|окпд|оквэд|снилс|imei|vin|"
+    r"s/n|sn|серийный|серийник|р/с|к/с|счет|счёт|iso|din|en|ean|ean-13|upc|gtin|штрихкод|"
+    r"штрих-код|баркод|barcode|трек|трек-номер|трекномер|трек-код|tracking|track)"
+    r"\s{0,2}(?:р\s?|№|no\.?|n|номер|number)?[:#]?\s{0,2}$"
 )
+# A bank account has 20 digits: after "счет" a shorter number may well be a phone ("переведу на
+# счет по номеру 8916…").
+_ACCOUNT_CODES = frozenset({"р/с", "к/с", "счет", "счёт"})
+_ACCOUNT_DIGITS = 16
 
-# Memory of a phone or a laptop, RAM/storage: 8/256, 12/512 ГБ, 16/1tb.
+# Memory of a phone or a laptop, RAM/storage: 8/256, 12+256, 12/512 ГБ, 16/1tb.
 _MEMORY_RE = re.compile(
-    r"(?<![0-9/])(?:1|2|3|4|6|8|12|16|18|24|32|64)/"
-    r"(?:16|32|64|128|256|512|1024|1 ?tb|2 ?tb|1 ?тб|2 ?тб)(?![0-9/])"
+    r"(?<![0-9/+])(?:1|2|3|4|6|8|12|16|18|24|32|64)[/+]"
+    r"(?:16|32|64|128|256|512|1024|1 ?tb|2 ?tb|1 ?тб|2 ?тб)(?![0-9/+])"
 )
 # A model code around the digits: ХМ-4426-080-N, SM-A546-0123, not a phone label (тел-8916…).
 _CODE_PREFIX_RE = re.compile(r"(?<![a-zа-яё])(?P<word>[a-zа-яё]{1,5})-\Z")
@@ -67,7 +75,7 @@ _ITEM_RE = re.compile(
     + r")(?![^\W\d_])"
 )
 _GLUE_RE = re.compile(r"(?<![^\W\d_])(?:" + "|".join(NUMBER_GLUE) + r")(?![^\W\d_])")
-_DATE_HINT_RE = re.compile(r"[0-9][./:-][0-9]")
+_DATE_HINT_RE = re.compile(r"[0-9][./:+-][0-9]")
 
 _SEPARATORS = frozenset(" \t\r\n\u00a0-‐‑‒–—―−.·•()[]{}<>/\\|_+*'\"`~:;!?…")
 _MAX_GAP = 5
@@ -204,6 +212,13 @@ def _is_progression(run: list[_Group]) -> bool:
     return len(steps) == 1 and 0 < abs(next(iter(steps))) <= 10
 
 
+def _is_size_list(run: list[_Group]) -> bool:
+    """A progression of groups of one width, two digits or more (42 44 46 48 50, 2016 2017 2018):
+    a list of sizes or years whatever the numbering plan says of its digits."""
+    width = len(run[0].digits)
+    return width >= 2 and all(len(g.digits) == width and not g.spelt for g in run)
+
+
 def _is_dimensions(run: list[_Group], view: str) -> bool:
     """Two or three measures multiplied: 50*70*30, 200 * 60."""
     if not 2 <= len(run) <= 3:
@@ -291,9 +306,12 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
     )
     if priced and (len(run) == 1 or _is_thousands(run, view)) and not plus:
         return False
-    if _CODE_BEFORE_RE.search(before):
+    code = _CODE_BEFORE_RE.search(before)
+    if code is not None and (code["code"] not in _ACCOUNT_CODES or len(digits) >= _ACCOUNT_DIGITS):
         return False
     if _is_code(view, start, end) or _is_dimensions(run, view):
+        return False
+    if _is_progression(run) and _is_size_list(run):
         return False
     if _is_progression(run) or _is_range(run, view):
         return _looks_dialable(digits, plus)

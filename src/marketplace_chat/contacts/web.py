@@ -56,8 +56,9 @@ _URL_RE = re.compile(
     rf"|(?<![a-z0-9а-яё@._%+-])(?P<host>(?:{_LABEL}\.){{1,8}}[a-zа-яё]{{2,24}})(?![a-zа-яё0-9-])"
     r"(?::[0-9]{2,5})?(?:[/?#][^\s<>\"'«»]{0,2000})?"
 )
+# The host may be Cyrillic ("авито точка ру") when it has three letters or more.
 _SPACED_LINK_RE = re.compile(
-    r"(?<![a-z0-9._-])(?P<host>[a-z0-9][a-z0-9-]{1,62})"
+    r"(?<![a-z0-9а-яё._-])(?P<host>[a-z0-9][a-z0-9-]{1,62}|[а-яё][а-яё0-9-]{2,62})"
     r"(?:\s*(?:\(\s*(?:\.|dot|точка)\s*\)|\[\s*(?:\.|dot|точка)\s*\])\s*|\s+(?:dot|точка|тчк)\s+|\s\.\s)"
     r"(?P<tld>ru|com|net|org|рф|ру|ком|su|io|me|info|biz|shop|store|online|site|ua|by|kz|de|uk|us)"
     r"(?![a-zа-яё0-9])"
