@@ -211,3 +211,44 @@ def test_spelt_cyrillic_hosts_and_short_messenger_names(
     detector: ContactDetector, text: str, expected: tuple[Category, ...]
 ) -> None:
     assert _categories(detector, text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "параметры 94-72-102",
+        "ог/от/об 100/80/105",
+        "размер 46-48/170-176",
+        "номер кузова ZZT240-0123456",
+        "номер рамы 7654321",
+        "кадастровый номер 50:21:0010203:456",
+        "поставка 2026/05/12",
+        "выпуск 2025.03.01",
+    ],
+)
+def test_measurements_vehicle_codes_and_dates_are_not_phones(
+    detector: ContactDetector, text: str
+) -> None:
+    assert _categories(detector, text) == ()
+
+
+@pytest.mark.parametrize("text", ["звоните 123-45-67", "тел 987-65-43 вечером"])
+def test_a_local_number_is_no_measurement(detector: ContactDetector, text: str) -> None:
+    assert _categories(detector, text) == ("phone",)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("petr_wood - это мой тг", ("messenger",)),
+        ("petr_wood это мой телеграм", ("messenger",)),
+        ("petr.wood at gmail", ("email",)),
+        ("petr.wood at yandex", ("email",)),
+        ("I'll look at mail later", ()),
+        ("meet me at outlook point", ()),
+    ],
+)
+def test_a_handle_before_the_name_and_at_before_a_provider(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected

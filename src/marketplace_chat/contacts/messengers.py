@@ -18,7 +18,7 @@ _AFTER_RE = re.compile(
 _CUE_RE = re.compile(r"[:=]|ник|логин|nick|username|login|user|id|айди")
 _BEFORE_RE = re.compile(
     r"(?P<handle>@?[a-z_][a-z0-9_.]{2,31}[a-z0-9_])[\s:;,\-–—()\[\]]{0,4}"
-    r"(?:(?:в|во|на|по|in|on|via)\s+)?[(\[]?$"
+    r"(?:(?:в|во|на|по|in|on|via|это|мой|моя|мои|my|is|its|it's)\s+){0,3}[(\[]?$"
 )
 _WINDOW = 40
 

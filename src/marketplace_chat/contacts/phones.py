@@ -35,7 +35,7 @@ _DATE_TIME_RE = re.compile(
     r"(?<![0-9])(?<![0-9][./-])(?:"
     r"(?:0?[1-9]|[12][0-9]|3[01])([./-])(?:0?[1-9]|1[0-2])\1(?:19|20)[0-9]{2}"
     r"|(?:0?[1-9]|[12][0-9]|3[01])([./])(?:0?[1-9]|1[0-2])\2[0-9]{2}"
-    r"|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:19|20)[0-9]{2}(?P<ysep>[-/.])(?:0[1-9]|1[0-2])(?P=ysep)(?:0[1-9]|[12][0-9]|3[01])"
     r")(?![0-9]|[./][0-9])"
     # A day and month without the year (12.05, 15.05-17.05).
     r"|(?<![0-9])(?<![0-9][./-])(?:0?[1-9]|[12][0-9]|3[01])\.(?:0[1-9]|1[0-2])(?![0-9]|[./][0-9])"
@@ -50,7 +50,8 @@ _DATE_TIME_RE = re.compile(
 _CODE_BEFORE_RE = re.compile(
     r"(?<![a-zа-яё])(?P<code>гост|ту|isbn|issn|инн|огрн|огрнип|кпп|бик|окпд|оквэд|снилс|imei|vin|"
     r"s/n|sn|серийный|серийник|р/с|к/с|счет|счёт|iso|din|en|ean|ean-13|upc|gtin|штрихкод|"
-    r"штрих-код|баркод|barcode|трек|трек-номер|трекномер|трек-код|tracking|track)"
+    r"штрих-код|баркод|barcode|трек|трек-номер|трекномер|трек-код|tracking|track|кадастровый|"
+    r"кузова|рамы|шасси|двигателя|frame|chassis)"
     r"\s{0,2}(?:р\s?|№|no\.?|n|номер|number)?[:#]?\s{0,2}$"
 )
 # A bank account has 20 digits: after "счет" a shorter number may well be a phone ("переведу на
@@ -64,7 +65,7 @@ _MEMORY_RE = re.compile(
     r"(?:16|32|64|128|256|512|1024|1 ?tb|2 ?tb|1 ?тб|2 ?тб)(?![0-9/+])"
 )
 # A model code around the digits: ХМ-4426-080-N, SM-A546-0123, not a phone label (тел-8916…).
-_CODE_PREFIX_RE = re.compile(r"(?<![a-zа-яё])(?P<word>[a-zа-яё]{1,5})-\Z")
+_CODE_PREFIX_RE = re.compile(r"(?<![a-zа-яё0-9])(?P<word>[a-zа-яё]{1,6}[0-9]{0,6})-\Z")
 _CODE_SUFFIX_RE = re.compile(r"-[a-zа-яё]{1,3}(?![a-zа-яё0-9])")
 _PHONE_LABELS = frozenset({"т", "тел", "тлф", "моб", "сот", "tel", "ph", "mob", "tg", "тг"})
 
@@ -219,6 +220,25 @@ def _is_size_list(run: list[_Group]) -> bool:
     return width >= 2 and all(len(g.digits) == width and not g.spelt for g in run)
 
 
+def _is_measurements(run: list[_Group]) -> bool:
+    """Body measurements, bust-waist-hips: 92-76-100, 100/80/105. A local number of seven digits
+    is grouped 3-2-2 (123-45-67) and its last groups are not all in this span."""
+    if len(run) != 3 or [len(g.digits) for g in run] == [3, 2, 2]:
+        return False
+    return all(not g.spelt and 50 <= int(g.digits) <= 150 for g in run)
+
+
+def _is_range_pairs(run: list[_Group], view: str) -> bool:
+    """Two ranges one after another: a size and a height, 52-54/182-188."""
+    if len(run) != 4:
+        return False
+    gaps = [view[a.end : b.start].strip() for a, b in pairwise(run)]
+    if gaps[0] != "-" or gaps[2] != "-" or gaps[1] not in ("/", ","):
+        return False
+    a, b, c, d = (int(g.digits) for g in run)
+    return 0 < b - a <= 12 and 0 < d - c <= 12
+
+
 def _is_dimensions(run: list[_Group], view: str) -> bool:
     """Two or three measures multiplied: 50*70*30, 200 * 60."""
     if not 2 <= len(run) <= 3:
@@ -306,10 +326,12 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
     )
     if priced and (len(run) == 1 or _is_thousands(run, view)) and not plus:
         return False
-    code = _CODE_BEFORE_RE.search(before)
+    code = _CODE_BEFORE_RE.search(view, max(0, start - 28), start)
     if code is not None and (code["code"] not in _ACCOUNT_CODES or len(digits) >= _ACCOUNT_DIGITS):
         return False
     if _is_code(view, start, end) or _is_dimensions(run, view):
+        return False
+    if _is_measurements(run) or _is_range_pairs(run, view):
         return False
     if _is_progression(run) and _is_size_list(run):
         return False
@@ -320,7 +342,7 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
 
 def _is_code(view: str, start: int, end: int) -> bool:
     """Digits joined by a hyphen to letters before or after them: a model or part number."""
-    prefix = _CODE_PREFIX_RE.search(view, max(0, start - 7), start)
+    prefix = _CODE_PREFIX_RE.search(view, max(0, start - 14), start)
     if prefix is not None and prefix.group("word") not in _PHONE_LABELS:
         return True
     return _CODE_SUFFIX_RE.match(view, end) is not None

@@ -50,6 +50,12 @@ _MAIL_PROVIDERS = frozenset(
     )
 )
 
+_UNAMBIGUOUS_PROVIDERS = frozenset(
+    str.split(
+        "gmail yandex rambler yahoo outlook hotmail icloud protonmail proton gmx zoho tutanota"
+    )
+)
+
 # Addresses: with a scheme, from www., and bare hosts that end in a public suffix.
 _URL_RE = re.compile(
     r"(?:(?:https?|ftp|tg|viber|whatsapp|signal|sgnl)://|www\.)[^\s<>\"'«»]{1,2000}"
@@ -140,12 +146,19 @@ def find_emails(view: str, suffix_of: SuffixOf) -> list[tuple[int, int]]:
         host = _CYR_PROVIDERS.get(match.group("host"), match.group("host"))
         if match.group("sign") is not None and _mention(match.group("local"), match.group("sign")):
             continue
-        if match.group("word") is not None and view.startswith("/", match.end()):
-            continue  # "pics at imgur.com/a/x": a sentence about a link, and an address has no path
+        if match.group("word") is not None and (
+            view.startswith("/", match.end()) or match.group("local") in ENGLISH_WORDS
+        ):
+            # "pics at imgur.com/a/x": a sentence about a link (an address has no path); "meet me
+            # at outlook": English, not a spelt address.
+            continue
         if tld is None:
             # Without a suffix only a bracketed "(at)" or «собака» before a known mail provider.
             text = match.group()
-            if not (match.group("strong") or "соба" in text or "@" in text):
+            # "ivan.petrov at gmail": the word "at" only before a provider's own name that is no
+            # ordinary word ("look at mail later").
+            spelt_at = match.group("word") is not None and host in _UNAMBIGUOUS_PROVIDERS
+            if not (match.group("strong") or "соба" in text or "@" in text or spelt_at):
                 continue
             if host not in _MAIL_PROVIDERS:
                 continue
