@@ -192,6 +192,8 @@ def test_a_phone_after_a_word_ending_like_a_code(detector: ContactDetector, text
         "размеры 40 42 44 46 48",
         "рост 152 158 164 170",
         "Redmi Note 13 8+256",
+        "по 2500 3000 3500 в зависимости от размера",
+        "модели 2020 2022 2024 есть",
     ],
 )
 def test_codes_size_lists_and_memory_are_not_phones(detector: ContactDetector, text: str) -> None:

@@ -214,10 +214,16 @@ def _is_progression(run: list[_Group]) -> bool:
 
 
 def _is_size_list(run: list[_Group]) -> bool:
-    """A progression of groups of one width, two digits or more (42 44 46 48 50, 2016 2017 2018):
-    a list of sizes or years whatever the numbering plan says of its digits."""
+    """Three or more groups of one width (two digits or more) in equal steps: sizes, years or
+    prices listed (42 44 46 48 50, 2016 2017 2018, 1500 1700 1900), whatever the numbering plan
+    says of their digits."""
+    if len(run) < 3:
+        return False
     width = len(run[0].digits)
-    return width >= 2 and all(len(g.digits) == width and not g.spelt for g in run)
+    if width < 2 or any(len(g.digits) != width or g.spelt for g in run):
+        return False
+    steps = {int(b.digits) - int(a.digits) for a, b in pairwise(run)}
+    return len(steps) == 1 and 0 not in steps
 
 
 def _is_measurements(run: list[_Group]) -> bool:
@@ -333,7 +339,7 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
         return False
     if _is_measurements(run) or _is_range_pairs(run, view):
         return False
-    if _is_progression(run) and _is_size_list(run):
+    if _is_size_list(run):
         return False
     if _is_progression(run) or _is_range(run, view):
         return _looks_dialable(digits, plus)
