@@ -254,3 +254,27 @@ def test_a_handle_before_the_name_and_at_before_a_provider(
     detector: ContactDetector, text: str, expected: tuple[Category, ...]
 ) -> None:
     assert _categories(detector, text) == expected
+
+
+# Glued and misspelt forms.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("восимь дивять ноль три адин два три читыре пять шесть сем", ("phone",)),
+        ("набери89035551234", ("phone",)),
+        ("89035551234вацап", ("messenger", "phone")),
+        ("вайбер89035551234", ("messenger", "phone")),
+        ("тг@petr_wood", ("messenger",)),
+        ("my ig is petr.wood.art", ("messenger",)),
+        ("petr(a)mail.ru", ("email",)),
+        ("petr[a]yandex.ru", ("email",)),
+        ("petr@пекарня.рф", ("email",)),
+        ("id1234567890", ()),  # a Latin code keeps its digits
+        ("RA123456789RU", ()),
+        ("сем раз отмерь, один отрежь", ()),
+    ],
+)
+def test_glued_and_misspelt_forms(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected

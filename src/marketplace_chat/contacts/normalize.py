@@ -33,9 +33,9 @@ _CYR_TLDS = {"ру": "ru", "ком": "com", "нет": "net", "орг": "org", "�
 _CYR_TLD_RE = re.compile(r"(?<=[a-z0-9][.])(ру|ком|нет|орг|инфо|су)(?![а-яёa-z0-9])")
 
 _CYR_ONLY_TLD_RE = re.compile(r"(?<=[.])(?:рф|рус|сайт|онлайн)(?![а-яёa-z0-9])")
-# Tokens end at spaces and at brackets, commas and colons: in "oleg(собака)mail" the Russian word
-# between brackets is not part of the Latin one.
-_MIXED_TOKEN_RE = re.compile(r"[^\s()\[\]{}<>,;:\"«»]*[a-z][^\s()\[\]{}<>,;:\"«»]*")
+# Tokens end at spaces, brackets, commas, colons and @: in "oleg(собака)mail" the Russian word
+# between brackets is not part of the Latin one, nor "тг" in "тг@ivan_p".
+_MIXED_TOKEN_RE = re.compile(r"[^\s()\[\]{}<>,;:@\"«»]*[a-z][^\s()\[\]{}<>,;:@\"«»]*")
 _HAS_CYRILLIC_RE = re.compile(r"[а-яёіїјѕһԁԛԝ]")
 
 

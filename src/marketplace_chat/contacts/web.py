@@ -170,7 +170,7 @@ def find_emails(view: str, suffix_of: SuffixOf) -> list[tuple[int, int]]:
     return found
 
 
-_SPELL_HINT_RE = re.compile(r"@|\bat\b|\(at|\[at|собак|собач|sobak|sobach|\bэт\b|\{at")
+_SPELL_HINT_RE = re.compile(r"@|\bat\b|\(at|\[at|\(a\)|\[a\]|собак|собач|sobak|sobach|\bэт\b|\{at")
 
 
 def _could_spell_email(view: str) -> bool:

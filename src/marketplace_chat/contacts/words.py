@@ -15,16 +15,17 @@ def _add(kind: str, value: int, *spellings: str) -> None:
         NUMBER_WORDS[spelling] = (value, kind)
 
 
-_add("u", 0, "ноль", "нуль", "ноля", "нуля", "zero", "oh", "nought")
-_add("u", 1, "один", "одна", "одно", "одну", "раз", "one")
+# With the misspellings people type quickly ("адин", "дивять", "восимь").
+_add("u", 0, "ноль", "нуль", "ноля", "нуля", "ноло", "zero", "oh", "nought")
+_add("u", 1, "один", "одна", "одно", "одну", "адин", "одын", "раз", "one")
 _add("u", 2, "два", "две", "two")
 _add("u", 3, "три", "three")
-_add("u", 4, "четыре", "четыри", "four")
-_add("u", 5, "пять", "five")
-_add("u", 6, "шесть", "шест", "six")
-_add("u", 7, "семь", "seven")
-_add("u", 8, "восемь", "восем", "eight")
-_add("u", 9, "девять", "девять", "nine")
+_add("u", 4, "четыре", "четыри", "читыре", "чотыре", "четире", "four")
+_add("u", 5, "пять", "пят", "five")
+_add("u", 6, "шесть", "шест", "шэсть", "six")
+_add("u", 7, "семь", "сем", "seven")
+_add("u", 8, "восемь", "восем", "восимь", "васемь", "eight")
+_add("u", 9, "девять", "девят", "дивять", "девеять", "nine")
 _add("t", 10, "десять", "ten")
 _add("t", 11, "одиннадцать", "одинадцать", "eleven")
 _add("t", 12, "двенадцать", "twelve")
@@ -57,9 +58,10 @@ _add("h", 900, "девятьсот")
 # number words only.
 NUMBER_GLUE = frozenset({"and", "и"})
 
-# Messenger names, Latin and Russian, with the inflections buyers write ("в телеге", "по вотсапу").
+# Messenger names, Latin and Russian, with the inflections buyers write ("в телеге", "по вотсапу");
+# digits may touch them ("89161234567вотсап").
 MESSENGER_NAME_RE = re.compile(
-    r"(?<![a-zа-яё0-9_])(?:"
+    r"(?<![a-zа-яё_])(?:"
     r"telegram+|telega|teleg|tlgrm|tg|тг|тгм|тгшк[а-я]|"
     r"телеграм+[а-я]*|телег[аеиуо][а-я]{0,2}|тележк[а-я]{1,2}|телегр[а-я]*|"
     r"whats ?ap+|wats ?ap+|watsup|vatsap+|wa|"
@@ -68,8 +70,8 @@ MESSENGER_NAME_RE = re.compile(
     r"signal|сигнал[а-я]{0,2}|"
     r"wechat|вичат|skype|скайп[а-я]*|discord|дискорд[а-я]*|"
     # Instagram is not a messenger, but a handle after its name is an invitation all the same.
-    r"instagram|insta|inst|инстаграм+[а-я]*|инст[аеуы]?"
-    r")(?![a-zа-яё0-9_])"
+    r"instagram|insta|inst|ig|инстаграм+[а-я]*|инст[аеуы]?"
+    r")(?![a-zа-яё_])"
 )
 
 # Spans that follow a number and make it a price, a quantity or a measure.
