@@ -183,7 +183,10 @@ def _groups(view: str) -> list[list[_Group]]:
         start, end = match.span()
         if token[0].isdigit():
             flush_words()
-            if _in_code(view, start, end):
+            glued = (start and view[start - 1].isalpha()) or (
+                end < len(view) and view[end].isalpha()
+            )
+            if glued and _in_code(view, start, end):
                 # Part of a code such as RA123456789RU or id12345678.
                 if current:
                     runs.append(current)
@@ -205,12 +208,11 @@ _WHOLE_NUMBER_RE = re.compile(r"[789][0-9]{9,10}|\+?[0-9]{11,13}")
 
 
 def _in_code(view: str, start: int, end: int) -> bool:
-    """Digits glued to letters belong to a code (RA123456789RU, id12345678), except a whole phone
-    number glued to a Russian word ("звони89161234567", "89161234567вотсап"): codes are Latin."""
+    """Digits glued to letters (the caller checked that they are) belong to a code (RA123456789RU,
+    id12345678), except a whole phone number glued to a Russian word ("звони89161234567",
+    "89161234567вотсап"): codes are Latin."""
     before = start > 0 and view[start - 1].isalpha()
     after = end < len(view) and view[end].isalpha()
-    if not (before or after):
-        return False
     if _WHOLE_NUMBER_RE.fullmatch(view, start, end) is None:
         return True
     return (before and not _is_cyrillic(view[start - 1])) or (after and not _is_cyrillic(view[end]))
