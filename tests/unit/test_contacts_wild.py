@@ -278,3 +278,42 @@ def test_glued_and_misspelt_forms(
     detector: ContactDetector, text: str, expected: tuple[Category, ...]
 ) -> None:
     assert _categories(detector, text) == expected
+
+
+# Amounts: round, listed, as a range or a sum of thousands.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1200 1500 1800 2000 смотря какой",
+        "1 000 000 000",
+        "бюджет 20 000 - 35 000",
+        "90 000 + 15 000 за установку",
+    ],
+)
+def test_amounts_are_not_phones(detector: ContactDetector, text: str) -> None:
+    assert _categories(detector, text) == ()
+
+
+# Ids after their label (article, order, booking, listing…) are not phones, unless the number is
+# written like a Russian phone number, the shape an evasion takes.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("артикул 123456789", ()),
+        ("арт. 1234567", ()),
+        ("заказ №12345678 пришел", ()),
+        ("номер заказа 87654321", ()),
+        ("№ 12345678", ()),
+        ("объявление 1234567890", ()),
+        ("бронь 7654321 на субботу", ()),
+        ("код из смс 1234 5678", ()),
+        ("артикул 89031234567", ("phone",)),
+        ("заказ № +7 903 123 45 67", ("phone",)),
+        ("код города 495 123 45 67", ("phone",)),
+        ("номер 1234567", ("phone",)),
+    ],
+)
+def test_ids_after_their_label(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected

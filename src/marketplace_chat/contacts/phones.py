@@ -54,6 +54,15 @@ _CODE_BEFORE_RE = re.compile(
     r"кузова|рамы|шасси|двигателя|frame|chassis)"
     r"\s{0,2}(?:р\s?|№|no\.?|n|номер|number)?[:#]?\s{0,2}$"
 )
+# Labels of ids that are not phones: an article, an order, a booking, a listing. A number after
+# them is one unless it is written like a Russian phone (8916…, +7…), the shape an evasion takes.
+_ID_BEFORE_RE = re.compile(
+    r"(?<![a-zа-яё])(?:артикул[а-я]*|арт|sku|id|айди|заказ[а-я]*|order|бронь|брони|квитанци[яи]|"
+    r"пароль|password|лот[а-я]*|объявлени[а-я]*|чек[а-я]*|накладн[а-я]*|ттн|код товара|"
+    r"код заказа|смс[ -]код|код из смс|код подтверждения)\.?\s{0,2}(?:№|#|no\.?|номер|number)?"
+    r"[.:#]?\s{0,2}\Z|(?:№|#|(?<![a-z])no\.?)\s{0,2}\Z"  # № reads as "no" after NFKC
+)
+
 # A bank account has 20 digits: after "счет" a shorter number may well be a phone ("переведу на
 # счет по номеру 8916…").
 _ACCOUNT_CODES = frozenset({"р/с", "к/с", "счет", "счёт"})
@@ -360,11 +369,35 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
         return False
     if _is_measurements(run) or _is_range_pairs(run, view):
         return False
-    if _is_size_list(run):
+    if _is_size_list(run) or _is_round_amounts(run, view) or _is_amount_range(run, view):
+        return False
+    if not ru_like and _ID_BEFORE_RE.search(view, max(0, start - 20), start):
         return False
     if _is_progression(run) or _is_range(run, view):
         return _looks_dialable(digits, plus)
     return not (_is_thousands(run, view) and len(digits) <= 9 and not ru_like)
+
+
+def _is_round_amounts(run: list[_Group], view: str) -> bool:
+    """Round amounts: 1 000 000 000, 25 000 000 (thousands of zeros), and lists of round amounts
+    (1200 1500 1800 2000)."""
+    if _is_thousands(run, view) and all(g.digits == "000" for g in run[1:]):
+        return True
+    return len(run) >= 2 and all(len(g.digits) >= 3 and g.digits.endswith("00") for g in run)
+
+
+_AMOUNT_GAP_RE = re.compile(r"\s+[-–—+=]\s+|\s*[–—]\s*")
+
+
+def _is_amount_range(run: list[_Group], view: str) -> bool:
+    """Amounts grouped by thousands on both sides of a dash or a plus: 10 000 - 15 000,
+    125 000 + 35 000. A phone spaced around its dashes (8 - 916 - 123…) has no such parts."""
+    parts: list[list[_Group]] = [[run[0]]]
+    for a, b in pairwise(run):
+        if _AMOUNT_GAP_RE.fullmatch(view, a.end, b.start):
+            parts.append([])
+        parts[-1].append(b)
+    return len(parts) >= 2 and all(len(p) >= 2 and _is_thousands(p, view) for p in parts)
 
 
 def _is_code(view: str, start: int, end: int) -> bool:
