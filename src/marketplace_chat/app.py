@@ -18,16 +18,19 @@ import socketio
 import structlog
 from fastapi import FastAPI
 
+from marketplace_chat import heap
 from marketplace_chat.api.admin import admin_router
 from marketplace_chat.api.docs import install_docs
 from marketplace_chat.api.http_errors import install_error_handlers
 from marketplace_chat.api.middleware import ApiCors, BodyLimit
+from marketplace_chat.api.moderation import moderation_router
 from marketplace_chat.api.ops import ops_router
 from marketplace_chat.api.rest import rest_router
 from marketplace_chat.auth.base import Verifier
 from marketplace_chat.auth.cache import CachingVerifier
 from marketplace_chat.auth.local import LocalVerifier
 from marketplace_chat.auth.remote import RemoteVerifier
+from marketplace_chat.blocking import Blocking
 from marketplace_chat.clock import Clock, SystemClock
 from marketplace_chat.errors import ChatError
 from marketplace_chat.gateway.namespace import ChatNamespace
@@ -38,15 +41,18 @@ from marketplace_chat.lifecycle import BackgroundLoop, Deadline
 from marketplace_chat.metrics import Metrics
 from marketplace_chat.realtime.connection import connect as connect_redis
 from marketplace_chat.realtime.limits import RedisRateLimiter
-from marketplace_chat.realtime.presence import Presence, RedisPresence
+from marketplace_chat.realtime.presence import RedisPresence
 from marketplace_chat.realtime.typing_state import RedisTypingState
+from marketplace_chat.reports import Reports
 from marketplace_chat.service import ChatService
 from marketplace_chat.settings import Settings, VerifierKind
 from marketplace_chat.storage.base import EventPolicy
+from marketplace_chat.storage.blocks import PostgresBlocks
 from marketplace_chat.storage.outbox import OutboxStore
 from marketplace_chat.storage.postgres import PostgresStorage
-from marketplace_chat.webhooks.dispatcher import CONCURRENCY, POLL_S, Dispatcher, DispatchPolicy
-from marketplace_chat.webhooks.poster import WebhookPoster
+from marketplace_chat.storage.reports import PostgresReports
+from marketplace_chat.webhooks.process import DispatcherProcess
+from marketplace_chat.webhooks.worker import WorkerConfig
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +62,9 @@ REDIS_CHANNEL = "marketplace-chat"
 # Shares of what is left of the shutdown deadline: the loops get a little, the events in flight
 # the most; the presence cleanup and the closing of transports each leave time for what follows.
 LOOP_STOP_SHARE = 0.1
+# The webhook dispatcher's child process is asked to stop within this share when the drain
+# starts, and waited for before the pools close.
+PROCESS_SHARE = 0.8
 EVENTS_SHARE = 0.4
 PRESENCE_SHARE = 0.5
 TRANSPORT_SHARE = 0.5
@@ -126,6 +135,7 @@ class ChatApp:
     _service: ChatService | None = None
     _sio: ChatSocketServer | None = None
     _loops: list[BackgroundLoop] = field(default_factory=list)
+    _processes: list[DispatcherProcess] = field(default_factory=list)
     _deadline: Deadline | None = None
     _drained: bool = False
 
@@ -138,6 +148,8 @@ class ChatApp:
 
     async def stop_loops(self) -> None:
         deadline = self.deadline()
+        for process in self._processes:
+            process.ask_stop(deadline.share(PROCESS_SHARE, CLOSE_RESERVE_S))
         for loop in self._loops:
             await loop.stop(deadline.share(LOOP_STOP_SHARE, CLOSE_RESERVE_S))
         self._loops.clear()
@@ -205,26 +217,34 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hooks = settings.webhooks
+        events = EventPolicy(hooks.enabled, hooks.unread_notify_after_s)
         storage = await PostgresStorage.connect(
             database_dsn,
             min_size=settings.database.pool_min,
             max_size=settings.database.pool_max,
             timeout_s=settings.database.timeout_s,
-            events=EventPolicy(hooks.enabled, hooks.unread_notify_after_s),
+            events=events,
         )
         outbox = OutboxStore(storage.pool, settings.database.timeout_s)
+        blocks = PostgresBlocks(storage.pool, settings.database.timeout_s, events)
         app.state.storage = storage
         http = httpx.AsyncClient(timeout=settings.auth.auth_verify_timeout_s)
         verifier = build_verifier(settings, redis, http, clock, metrics)
+        service_typing, notifier = RedisTypingState(redis), SocketNotifier(sio, metrics)
         service = ChatService(
             storage,
             RedisPresence(redis, node_id, settings.limits.max_sockets_per_user),
-            RedisTypingState(redis),
+            service_typing,
             RedisRateLimiter(redis, clock),
-            SocketNotifier(sio, metrics),
+            notifier,
             clock,
             settings.limits,
             node_id,
+            blocks,
+        )
+        blocking = Blocking(blocks, service_typing, notifier, clock)
+        reports = Reports(
+            PostgresReports(storage.pool, settings.database.timeout_s, events), service, clock
         )
         namespace = ChatNamespace(
             sio,
@@ -234,9 +254,12 @@ def create_app(
             clock,
             leeway_s=settings.auth.jwt_leeway_s,
             grace_s=settings.auth.auth_expired_grace_s,
+            blocking=blocking,
+            reports=reports,
         )
-        app.include_router(rest_router(service, verifier))
+        app.include_router(rest_router(service, verifier, blocking, reports))
         app.include_router(admin_router(outbox, clock, hooks.admin_api_key))
+        app.include_router(moderation_router(reports, hooks.admin_api_key))
         chat_app._namespace, chat_app._service, chat_app._sio = namespace, service, sio
         if fanout is not None:
             fanout.start()
@@ -245,25 +268,27 @@ def create_app(
         )
         chat_app._loops.append(housekeeping)
         housekeeping.start()
-        sender: WebhookPoster | None = None
         if hooks.webhook_url:
-            sender = WebhookPoster(hooks.webhook_url, hooks.webhook_timeout_s, CONCURRENCY)
-            policy = DispatchPolicy(
-                settings.webhook_secret(), hooks.webhook_timeout_s, hooks.webhook_max_attempts
-            )
-            webhooks: BackgroundLoop | None = None
-            dispatcher = Dispatcher(
-                outbox,
-                sender,
-                clock,
-                policy,
+            # Delivery runs in a child process at a lower CPU priority (webhooks/worker.py).
+            webhooks = DispatcherProcess(
+                WorkerConfig(
+                    dsn=database_dsn,
+                    redis_url=redis_url,
+                    node_id=node_id,
+                    max_sockets_per_user=settings.limits.max_sockets_per_user,
+                    db_timeout_s=settings.database.timeout_s,
+                    webhook_url=hooks.webhook_url,
+                    secret=settings.webhook_secret(),
+                    timeout_s=hooks.webhook_timeout_s,
+                    max_attempts=hooks.webhook_max_attempts,
+                    log_level=settings.server.log_level,
+                    log_format=settings.log_format,
+                ),
                 metrics,
-                _online(service.presence),
-                running=lambda: webhooks is not None and not webhooks.stopping,
             )
-            webhooks = BackgroundLoop("webhooks", dispatcher.tick, POLL_S)
-            chat_app._loops.append(webhooks)
+            chat_app._processes.append(webhooks)
             webhooks.start()
+        heap.settle()
         log.info("node_started", node_id=node_id)
         try:
             yield
@@ -274,8 +299,8 @@ def create_app(
             await deadline.run(service.drain(), "background_work", keep_s=CLOSE_RESERVE_S)
             await deadline.run(verifier.flush(), "auth_cache_flush", keep_s=CLOSE_RESERVE_S)
             await deadline.run(http.aclose(), "http_client_close", keep_s=CLOSE_RESERVE_S)
-            if sender is not None:
-                await deadline.run(sender.aclose(), "webhooks_close", keep_s=CLOSE_RESERVE_S)
+            for process in chat_app._processes:
+                await process.stop(deadline.share(1.0, 3 * CLOSE_RESERVE_S))
             if not await deadline.run(storage.close(), "postgres_close"):
                 storage.terminate()
             if fanout is not None:
@@ -309,13 +334,6 @@ def create_app(
         shutdown_timeout_s=settings.server.shutdown_timeout_s,
     )
     return chat_app
-
-
-def _online(presence: Presence) -> Callable[[int], Awaitable[bool]]:
-    async def is_online(user_id: int) -> bool:
-        return bool(await presence.online([user_id]))
-
-    return is_online
 
 
 def _ping_db(api: FastAPI) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -134,11 +134,79 @@ class HistoryQuery(Payload):
     limit: int = Field(default=50, ge=1, le=100, strict=True)
 
 
+# The plain form of a sync point is a seq, as it always was; the object form adds the chat's
+# revision the client has, and may carry any seq a JavaScript client holds exactly.
+MAX_PLAIN_SEQ = 2**31 - 1
+Counter = Annotated[int, Field(ge=0, le=MAX_ID, strict=True)]
+
+
+class SyncPoint(Payload):
+    """Where a client stands in one chat: the last `seq` it has, and the chat's `rev` it saw."""
+
+    seq: Counter
+    rev: Counter
+
+
+def _sync_point(value: object) -> int | SyncPoint:
+    if isinstance(value, dict):
+        try:
+            return SyncPoint.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError(describe(exc)) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a seq (an integer) or an object { seq, rev }")
+    if not 0 <= value <= MAX_PLAIN_SEQ:
+        raise ValueError(f"must be an integer from 0 to {MAX_PLAIN_SEQ}")
+    return value
+
+
+_COUNTER_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+SINCE_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "maximum": MAX_PLAIN_SEQ, "description": "a seq"},
+        {
+            "type": "object",
+            "properties": {"seq": _COUNTER_SCHEMA, "rev": _COUNTER_SCHEMA},
+            "required": ["seq", "rev"],
+            "additionalProperties": False,
+            "description": "a seq and the chat's revision: the answer adds `changed`",
+        },
+    ]
+}
+Since = Annotated[
+    int | SyncPoint,
+    PlainValidator(_sync_point, json_schema_input_type=Any),
+    WithJsonSchema(SINCE_SCHEMA),
+]
+
+
 class SyncQuery(Payload):
-    chats: dict[Uuid, Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)]] | None = Field(
-        default=None, max_length=1000
-    )
+    chats: dict[Uuid, Since] | None = Field(default=None, max_length=1000)
     limit: int = Field(default=50, ge=1, le=100, strict=True)
+
+    def seqs(self) -> dict[str, int]:
+        """The last seq the client has, per listed chat, whichever form gave it."""
+        return {
+            chat_id: point.seq if isinstance(point, SyncPoint) else point
+            for chat_id, point in (self.chats or {}).items()
+        }
+
+    def revs(self) -> dict[str, int]:
+        """The revision the client saw, for the chats given in the object form."""
+        return {
+            chat_id: point.rev
+            for chat_id, point in (self.chats or {}).items()
+            if isinstance(point, SyncPoint)
+        }
+
+
+class MessageEdit(Payload):
+    message_id: Uuid
+    text: Text
+
+
+class MessageRef(Payload):
+    message_id: Uuid
 
 
 class ChatsQuery(Payload):
@@ -152,6 +220,24 @@ class UserRef(Payload):
 
 class UsersOnlineQuery(Payload):
     user_ids: list[Id] | None = Field(default=None, max_length=500)
+
+
+# -- trust and safety: blocks and reports ------------------------------------------------------
+
+MAX_REPORT_COMMENT = 1000
+REPORT_REASONS = ("spam", "fraud", "abuse", "contact", "other")
+ReportReason = Literal["spam", "fraud", "abuse", "contact", "other"]
+
+
+class NoArgs(Payload):
+    """An event that takes nothing (`{}`); unknown fields are still refused."""
+
+
+class ReportCreate(Payload):
+    chat_id: Uuid
+    message_id: Uuid | None = None
+    reason: ReportReason
+    comment: Text | None = Field(default=None, max_length=MAX_REPORT_COMMENT)
 
 
 def _token(value: object) -> str:
@@ -345,3 +431,74 @@ class ResponseStats:
             "medianFirstReplyS": self.median_first_reply_s,
             "p90FirstReplyS": self.p90_first_reply_s,
         }
+
+
+# -- trust and safety: blocks and reports ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlockChange:
+    """What a block or an unblock did: `changed` is False when it was already so; `chats` are
+    the pair's chats (either direction of roles) and `pair_blocked` whether a block remains in
+    either direction."""
+
+    changed: bool
+    chats: tuple[Participants, ...]
+    pair_blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BlockState:
+    user_id: int
+    blocked: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"userId": self.user_id, "blocked": self.blocked}
+
+
+@dataclass(frozen=True, slots=True)
+class ReportReceipt:
+    id: str
+    created_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "createdAt": iso(self.created_at)}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A report as moderators see it; `snapshot` (the evidence, as JSON data) only where it
+    was asked for, since a page of reports has no use for fifty messages each."""
+
+    id: str
+    chat_id: str
+    message_id: str | None
+    reporter_id: int
+    reported_user_id: int
+    reason: str
+    comment: str | None
+    status: str
+    resolution: str | None
+    note: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+    snapshot: dict[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "chatId": self.chat_id,
+            "messageId": self.message_id,
+            "reporterId": self.reporter_id,
+            "reportedUserId": self.reported_user_id,
+            "reason": self.reason,
+            "comment": self.comment,
+            "status": self.status,
+            "resolution": self.resolution,
+            "note": self.note,
+            "resolvedAt": iso(self.resolved_at) if self.resolved_at else None,
+            "createdAt": iso(self.created_at),
+        }
+        if self.snapshot is not None:
+            body["snapshot"] = self.snapshot
+        return body

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import structlog
 
 from marketplace_chat.clock import Clock
+from marketplace_chat.edits import Edits
 from marketplace_chat.errors import ChatError, Forbidden, NotFound, RateLimited, ValidationFailed
 from marketplace_chat.models import (
     Chat,
@@ -37,7 +38,14 @@ from marketplace_chat.realtime.limits import RateLimiter, event_budgets
 from marketplace_chat.realtime.presence import Arrival, Presence
 from marketplace_chat.realtime.typing_state import TYPING_TTL_S, TypingState
 from marketplace_chat.settings import LimitSettings
-from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage, Storage
+from marketplace_chat.storage.base import (
+    BlockStorage,
+    ChatPage,
+    ChatSync,
+    MessagePage,
+    NewMessage,
+    Storage,
+)
 
 # A retry (same clientMessageId) of a message this recent may follow a node that died between
 # the commit and the fan-out: unless the fan-out saw the message go out, it goes out again, with
@@ -93,8 +101,11 @@ class ChatService:
         clock: Clock,
         limits: LimitSettings,
         node_id: str,
+        blocks: BlockStorage,
     ) -> None:
         self.storage = storage
+        # Read where a block silences an event: typing and users:online (see blocking.py).
+        self._blocks = blocks
         self.presence = presence
         self._typing_state = typing
         self._limiter = limiter
@@ -106,6 +117,7 @@ class ChatService:
         self._typing: dict[tuple[str, int], _Typing] = {}
         self._typing_tokens = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.edits = Edits(storage, notifier, clock, limits)
 
     # -- chats ---------------------------------------------------------------------------------
 
@@ -207,7 +219,7 @@ class ChatService:
     async def sync(self, user_id: int, q: SyncQuery) -> list[ChatSync]:
         for chat_id in q.chats or {}:
             await self.participants(user_id, chat_id)
-        return list(await self.storage.sync(user_id, q.chats, q.limit))
+        return list(await self.storage.sync(user_id, q.seqs(), q.limit, q.revs()))
 
     async def read(self, user_id: int, p: MessageRead) -> ReadReceipt:
         parts = await self.participants(user_id, p.chat_id)
@@ -231,6 +243,10 @@ class ChatService:
 
     async def typing_start(self, user_id: int, chat_id: str, origin: str | None = None) -> None:
         parts = await self.participants(user_id, chat_id)
+        # Between users who blocked each other typing is silent (the ack stays `{}`). A primary
+        # key read per event: typing is budgeted, and a cached answer could be stale on some node.
+        if await self._blocks.chat_blocked(chat_id):
+            return
         token = f"{self._node}:{next(self._typing_tokens)}"
         tell = await self._typing_state.start(
             chat_id, user_id, token, self._limits.typing_throttle_s
@@ -317,8 +333,11 @@ class ChatService:
 
     async def users_online(self, user_id: int, user_ids: list[int] | None) -> list[int]:
         if user_ids is None:
-            user_ids = await self.storage.partners(user_id)
-        return await self.presence.online(user_ids)
+            # The partners query already leaves out the users in a block with the caller.
+            return await self.presence.online(await self.storage.partners(user_id))
+        online = await self.presence.online(user_ids)
+        hidden = await self._blocks.hidden_among(user_id, online) if online else set()
+        return [u for u in online if u not in hidden]
 
     # -- plumbing ------------------------------------------------------------------------------
 

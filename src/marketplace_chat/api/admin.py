@@ -4,6 +4,7 @@ Every route answers 403 `FORBIDDEN` without the setting, without the header or w
 key, before it reads anything else of the request.
 """
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -28,15 +29,22 @@ admin_bearer = HTTPBearer(
 ADMIN_ERRORS = schemas.error_responses(403, 404, 422, 500)
 
 
-def admin_router(store: OutboxStore, clock: Clock, api_key: str | None) -> APIRouter:
-    admin = WebhookAdmin(store, clock)
+def operator_only(api_key: str | None) -> Callable[..., Awaitable[None]]:
+    """The dependency of every `/api/admin` router: the key check, before anything else."""
 
     async def operator(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
     ) -> None:
         admitted(api_key, credentials.credentials if credentials is not None else None)
 
-    router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(operator)])
+    return operator
+
+
+def admin_router(store: OutboxStore, clock: Clock, api_key: str | None) -> APIRouter:
+    admin = WebhookAdmin(store, clock)
+    router = APIRouter(
+        prefix="/api/admin", tags=["admin"], dependencies=[Depends(operator_only(api_key))]
+    )
 
     @router.get("/webhooks", response_model=None, responses=ADMIN_ERRORS)
     async def list_webhooks(request: Request) -> dict[str, Any]:
