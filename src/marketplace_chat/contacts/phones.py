@@ -23,7 +23,7 @@ from marketplace_chat.contacts.words import (
 
 MIN_DIGITS = 7
 
-_LETTER_ZERO_RE = re.compile(r"[0-9][oоз]|[oоз][0-9]")
+_LETTER_ZERO_RE = re.compile(r"[0-9][oоз]|[oоз][0-9]|[0-9][ .\-][oо]")
 _DIGIT_RUN_RE = re.compile(r"(?<![a-zа-яё])[0-9oоз]*[0-9][0-9oоз]*(?![a-zа-яё])")
 _LETTER_DIGITS = str.maketrans({"o": "0", "о": "0", "з": "3"})
 # A group of zeros typed as letters on its own between digit groups: "+7 985 ООО 11 22".
@@ -102,11 +102,10 @@ class _Group:
 def phone_view(text: str) -> str:
     """``text`` with the letters o/о/з read as 0/3 inside runs of digits ("8 9оо 12з"), and a
     group of o/о alone between digit groups read as zeros ("985 ооо 11 22")."""
-    if _LETTER_ZERO_RE.search(text):
-        text = _DIGIT_RUN_RE.sub(lambda m: m.group().translate(_LETTER_DIGITS), text)
-    if _LONE_ZEROS_RE.search(text):
-        text = _LONE_ZEROS_RE.sub(lambda m: "0" * len(m.group()), text)
-    return text
+    if not _LETTER_ZERO_RE.search(text):
+        return text
+    text = _DIGIT_RUN_RE.sub(lambda m: m.group().translate(_LETTER_DIGITS), text)
+    return _LONE_ZEROS_RE.sub(lambda m: "0" * len(m.group()), text)
 
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:
@@ -381,9 +380,11 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
 def _is_round_amounts(run: list[_Group], view: str) -> bool:
     """Round amounts: 1 000 000 000, 25 000 000 (thousands of zeros), and lists of round amounts
     (1200 1500 1800 2000)."""
-    if _is_thousands(run, view) and all(g.digits == "000" for g in run[1:]):
+    if len(run) < 2 or not run[-1].digits.endswith("00"):
+        return False
+    if all(g.digits == "000" for g in run[1:]) and _is_thousands(run, view):
         return True
-    return len(run) >= 2 and all(len(g.digits) >= 3 and g.digits.endswith("00") for g in run)
+    return all(len(g.digits) >= 3 and g.digits.endswith("00") for g in run)
 
 
 _AMOUNT_GAP_RE = re.compile(r"\s+[-–—+=]\s+|\s*[–—]\s*")
@@ -392,6 +393,8 @@ _AMOUNT_GAP_RE = re.compile(r"\s+[-–—+=]\s+|\s*[–—]\s*")
 def _is_amount_range(run: list[_Group], view: str) -> bool:
     """Amounts grouped by thousands on both sides of a dash or a plus: 10 000 - 15 000,
     125 000 + 35 000. A phone spaced around its dashes (8 - 916 - 123…) has no such parts."""
+    if len(run) < 4 or len(run[-1].digits) != 3:
+        return False
     parts: list[list[_Group]] = [[run[0]]]
     for a, b in pairwise(run):
         if _AMOUNT_GAP_RE.fullmatch(view, a.end, b.start):
@@ -402,10 +405,11 @@ def _is_amount_range(run: list[_Group], view: str) -> bool:
 
 def _is_code(view: str, start: int, end: int) -> bool:
     """Digits joined by a hyphen to letters before or after them: a model or part number."""
-    prefix = _CODE_PREFIX_RE.search(view, max(0, start - 14), start)
-    if prefix is not None and prefix.group("word") not in _PHONE_LABELS:
-        return True
-    return _CODE_SUFFIX_RE.match(view, end) is not None
+    if start and view[start - 1] == "-":
+        prefix = _CODE_PREFIX_RE.search(view, max(0, start - 14), start)
+        if prefix is not None and prefix.group("word") not in _PHONE_LABELS:
+            return True
+    return view.startswith("-", end) and _CODE_SUFFIX_RE.match(view, end) is not None
 
 
 _SPELT_HINT_RE = re.compile(
