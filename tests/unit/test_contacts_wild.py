@@ -317,3 +317,20 @@ def test_ids_after_their_label(
     detector: ContactDetector, text: str, expected: tuple[Category, ...]
 ) -> None:
     assert _categories(detector, text) == expected
+
+
+# Numbers as words in Ukrainian, and Russian typed in Latin letters.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("нуль шість сім дев'ять вісім сім шість п'ять чотири три два", ("phone",)),
+        ("нуль шість сім дев’ять вісім сім шість пять чотири три два", ("phone",)),
+        ("vosem devyat nol tri odin dva tri chetyre pyat shest sem", ("phone",)),
+        ("сім днів на тиждень, з дев'ятої", ()),
+        ("dva tri sem", ()),
+    ],
+)
+def test_number_words_in_ukrainian_and_latin_letters(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected

@@ -54,6 +54,56 @@ _add("h", 700, "семьсот")
 _add("h", 800, "восемьсот")
 _add("h", 900, "девятьсот")
 
+
+def _apostrophes(*words: str) -> tuple[str, ...]:
+    """Ukrainian spellings with the apostrophe typed as ' or ’, or left out."""
+    return tuple({w.replace("'", a) for w in words for a in ("'", "’", "")})
+
+
+# Ukrainian, for numbers from Ukraine: "нуль шість сім…", "вісім дев'ять…".
+_add("u", 4, "чотири")
+_add("u", 5, *_apostrophes("п'ять"))
+_add("u", 6, "шість")
+_add("u", 7, "сім")
+_add("u", 8, "вісім")
+_add("u", 9, *_apostrophes("дев'ять"))
+_add("t", 10, "десять")
+_add("t", 11, "одинадцять")
+_add("t", 12, "дванадцять")
+_add("t", 13, "тринадцять")
+_add("t", 14, "чотирнадцять")
+_add("t", 15, *_apostrophes("п'ятнадцять"))
+_add("t", 16, "шістнадцять")
+_add("t", 17, "сімнадцять")
+_add("t", 18, "вісімнадцять")
+_add("t", 19, *_apostrophes("дев'ятнадцять"))
+_add("d", 20, "двадцять")
+_add("d", 30, "тридцять")
+_add("d", 50, *_apostrophes("п'ятдесят"))
+_add("d", 60, "шістдесят")
+_add("d", 70, "сімдесят")
+_add("d", 80, "вісімдесят")
+_add("d", 90, *_apostrophes("дев'яносто"))
+_add("h", 200, "двісті")
+_add("h", 400, "чотириста")
+_add("h", 500, *_apostrophes("п'ятсот"))
+_add("h", 600, "шістсот")
+_add("h", 700, "сімсот")
+_add("h", 800, "вісімсот")
+_add("h", 900, *_apostrophes("дев'ятсот"))
+
+# Russian typed in Latin letters: "vosem devyat odin…".
+_add("u", 0, "nol", "nul")
+_add("u", 1, "odin")
+_add("u", 2, "dva", "dve")
+_add("u", 3, "tri")
+_add("u", 4, "chetyre", "chetire")
+_add("u", 5, "pyat", "pjat", "piat")
+_add("u", 6, "shest")
+_add("u", 7, "sem")
+_add("u", 8, "vosem")
+_add("u", 9, "devyat", "devjat", "deviat")
+
 # Words that join numbers without ending one ("eight hundred AND five"): skipped inside a run of
 # number words only.
 NUMBER_GLUE = frozenset({"and", "и"})
