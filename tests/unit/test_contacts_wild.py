@@ -334,3 +334,18 @@ def test_number_words_in_ukrainian_and_latin_letters(
     detector: ContactDetector, text: str, expected: tuple[Category, ...]
 ) -> None:
     assert _categories(detector, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("заходи на youla. ru", ("link",)),
+        ("drom .ru там тоже", ("link",)),
+        ("доставка везде. РФ и СНГ", ()),
+        ("отправлю все. ru-версия книги", ()),
+    ],
+)
+def test_a_space_on_one_side_of_the_dot(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected

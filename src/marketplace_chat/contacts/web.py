@@ -62,10 +62,13 @@ _URL_RE = re.compile(
     rf"|(?<![a-z0-9а-яё@._%+-])(?P<host>(?:{_LABEL}\.){{1,8}}[a-zа-яё]{{2,24}})(?![a-zа-яё0-9-])"
     r"(?::[0-9]{2,5})?(?:[/?#][^\s<>\"'«»]{0,2000})?"
 )
-# The host may be Cyrillic ("авито точка ру") when it has three letters or more.
+# The host may be Cyrillic ("авито точка ру") when it has three letters or more; a space on one
+# side of the dot is enough for a Latin host and suffix ("avito. ru", "avito .ru"), not for Russian
+# words ("пришлите. РФ…" ends a sentence).
 _SPACED_LINK_RE = re.compile(
     r"(?<![a-z0-9а-яё._-])(?P<host>[a-z0-9][a-z0-9-]{1,62}|[а-яё][а-яё0-9-]{2,62})"
-    r"(?:\s*(?:\(\s*(?:\.|dot|точка)\s*\)|\[\s*(?:\.|dot|точка)\s*\])\s*|\s+(?:dot|точка|тчк)\s+|\s\.\s)"
+    r"(?:\s*(?:\(\s*(?:\.|dot|точка)\s*\)|\[\s*(?:\.|dot|точка)\s*\])\s*|\s+(?:dot|точка|тчк)\s+"
+    r"|\s\.\s|(?P<half>\s\.|\.\s))"
     r"(?P<tld>ru|com|net|org|рф|ру|ком|su|io|me|info|biz|shop|store|online|site|ua|by|kz|de|uk|us)"
     r"(?![a-zа-яё0-9])"
 )
@@ -207,6 +210,8 @@ def find_links(
             continue
         tld = _CYR_TLD_WORDS.get(match.group("tld"), match.group("tld"))
         host = f"{match.group('host')}.{tld}"
+        if match.group("half") is not None and not match.group().isascii():
+            continue
         spans.append((start, end))
         if _messenger_host(host):
             found.append(WebFinding("messenger", start, end))
