@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import tldextract
 
-from marketplace_chat.contacts.messengers import find_messengers, name_before
+from marketplace_chat.contacts.messengers import find_messengers, names_before
 from marketplace_chat.contacts.model import Category, Detection, Finding
 from marketplace_chat.contacts.normalize import Normalized, latin_view, normalize
 from marketplace_chat.contacts.phones import find_phones
@@ -60,10 +60,10 @@ class ContactDetector:
         emails = find_emails(view, self.suffix_of)
         raw.extend(("email", s, e) for s, e in emails)
         links, addresses = find_links(view, self.suffix_of, self._allowed, emails)
+        links = [link for link in links if not _sentence_break(norm, link)]
+        names = iter(names_before(view, [link.start for link in links if link.bare]))
         for link in links:
-            if _sentence_break(norm, link):
-                continue
-            name = name_before(view, link.start) if link.bare else None
+            name = next(names) if link.bare else None
             if name is None:
                 raw.append((link.category, link.start, link.end))
             else:

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import re
+from bisect import bisect_left, bisect_right
+from itertools import accumulate
 
 from marketplace_chat.contacts.words import ENGLISH_WORDS, MESSENGER_NAME_RE
 
@@ -35,6 +37,39 @@ def _plain_handle_ok(handle: str, name: str, cue: str) -> bool:
     return not name.isascii() or _CUE_RE.search(cue) is not None
 
 
+class _Spans:
+    """Spans answering "does any overlap this one" and "which lie near this one": by a plain scan
+    for the few spans a message has, by bisection over sorted copies when there are many, so a
+    message full of names and numbers costs no more than it is long."""
+
+    _FEW = 16
+
+    def __init__(self, spans: list[tuple[int, int]]) -> None:
+        self.spans = spans
+        self.many = len(spans) > self._FEW
+        if self.many:
+            self.spans = sorted(spans)
+            self.starts = [s for s, _ in self.spans]
+            self.max_end = list(accumulate((e for _, e in self.spans), max))
+            self.by_end = sorted(spans, key=lambda span: span[1])
+            self.ends = [e for _, e in self.by_end]
+
+    def overlaps(self, start: int, end: int) -> bool:
+        if not self.many:
+            return any(s < end and start < e for s, e in self.spans)
+        i = bisect_left(self.starts, end)
+        return i > 0 and self.max_end[i - 1] > start
+
+    def near(self, start: int, end: int) -> list[tuple[int, int]]:
+        """Spans starting within ``_WINDOW`` after ``end`` or ending within it before ``start``
+        (a superset when there are few)."""
+        if not self.many:
+            return self.spans
+        after = self.spans[bisect_left(self.starts, end) : bisect_right(self.starts, end + _WINDOW)]
+        lo, hi = bisect_left(self.ends, start - _WINDOW), bisect_right(self.ends, start)
+        return after + self.by_end[lo:hi]
+
+
 def find_messengers(
     view: str,
     phones: list[tuple[int, int]],
@@ -43,24 +78,27 @@ def find_messengers(
     """Spans of messenger mentions: the name, and the handle beside it when there is one.
     ``phones`` are the numbers found; ``taken`` spans (links, e-mails) hold no handle."""
     found: list[tuple[int, int]] = []
+    numbers = addresses = None
     for match in MESSENGER_NAME_RE.finditer(view):
+        if numbers is None or addresses is None:
+            numbers, addresses = _Spans(phones), _Spans(taken)
         name = match.group()
         start, end = match.span()
         after = _AFTER_RE.match(view, end, min(len(view), end + _WINDOW))
         if after is not None:
             if after.group("number") is not None:
                 at = after.start("number")
-                if any(s <= at + 1 and at < e for s, e in phones):
+                if numbers.overlaps(at, at + 2):
                     found.append((start, end))
                     continue
             else:
                 h_start, h_end = after.span("handle")
-                if not any(s < h_end and h_start < e for s, e in taken) and _plain_handle_ok(
+                if not addresses.overlaps(h_start, h_end) and _plain_handle_ok(
                     after.group("handle"), name, view[end:h_start]
                 ):
                     found.append((start, h_end))
                     continue
-        if any(_same_clause(view, start, end, s, e) for s, e in phones):
+        if any(_same_clause(view, start, end, s, e) for s, e in numbers.near(start, end)):
             # "на вацап скинь фото 8 905…", "8 905… это вотсап": words between the name and the
             # number do not make the number any less an invitation to that messenger.
             found.append((start, end))
@@ -70,21 +108,33 @@ def find_messengers(
         if before is not None:
             h_start = max(0, start - _WINDOW) + before.start("handle")
             h_end = max(0, start - _WINDOW) + before.end("handle")
-            if not any(s < h_end and h_start < e for s, e in taken) and _plain_handle_ok(
+            if not addresses.overlaps(h_start, h_end) and _plain_handle_ok(
                 before.group("handle"), name, ""
             ):
                 found.append((h_start, end))
     return found
 
 
-_NAME_BEFORE_RE = re.compile(rf"(?:{MESSENGER_NAME_RE.pattern}){_FILLER}\Z")
+_ONLY_FILLER_RE = re.compile(rf"{_FILLER}\Z")
 
 
-def name_before(view: str, start: int) -> int | None:
-    """Where a messenger's name starts when ``view[start:]`` follows it with only filler between:
-    "инст lisa.art.studio", "тг - vanya.pro" name a handle that merely looks like a host."""
-    match = _NAME_BEFORE_RE.search(view, max(0, start - _WINDOW), start)
-    return None if match is None else match.start()
+def names_before(view: str, starts: list[int]) -> list[int | None]:
+    """For each position in ``starts``, where a messenger's name starts when the text there
+    follows it with only filler between ("инст lisa.art.studio", "тг - vanya.pro": a handle
+    that merely looks like a host), else ``None``. One pass over the names, whatever the count."""
+    if not starts:
+        return []
+    names = [m.span() for m in MESSENGER_NAME_RE.finditer(view)]
+    ends = [e for _, e in names]
+    out: list[int | None] = []
+    for start in starts:
+        i = bisect_right(ends, start) - 1
+        if i < 0 or start - ends[i] > _WINDOW:
+            out.append(None)
+            continue
+        filler = _ONLY_FILLER_RE.match(view, ends[i], start) is not None
+        out.append(names[i][0] if filler else None)
+    return out
 
 
 _SENTENCE_END_RE = re.compile(r"[.!?…](?:\s|$)|\n")

@@ -204,7 +204,8 @@ def find_links(
                 found.append(WebFinding("messenger", start, end))
             elif not _allowed(host, allowed):
                 found.append(WebFinding("link", start, end, bare and text == host))
-    for match in _SPACED_LINK_RE.finditer(view):
+    spaced = "." in view or "dot" in view or "точк" in view or "тчк" in view
+    for match in _SPACED_LINK_RE.finditer(view) if spaced else ():
         start, end = match.span()
         if any(s < end and start < e for s, e in skip + spans):
             continue
