@@ -27,6 +27,10 @@ def _categories(detector: ContactDetector, text: str) -> tuple[Category, ...]:
         ("telegram only: +1 415 555 0132", ("messenger", "phone")),
         ("вотсап не пользуюсь, звоните 8 903 555 12 34", ("phone",)),
         ("вотсапа нет. 8 903 555 12 34 только звонки", ("phone",)),
+        ("8 903 555 12 34, только звонки, никаких вотсапов", ("phone",)),
+        ("8 903 555 12 34 вайбера нету", ("phone",)),
+        ("8 903 555 12 34 (не телеграм)", ("phone",)),
+        ("звоните 8 903 555 12 34, телеграм тот же", ("messenger", "phone")),
     ],
 )
 def test_a_messenger_name_near_a_number(

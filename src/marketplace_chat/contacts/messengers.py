@@ -139,7 +139,11 @@ def names_before(view: str, starts: list[int]) -> list[int | None]:
 
 _SENTENCE_END_RE = re.compile(r"[.!?…](?:\s|$)|\n")
 # "вотсап не пользуюсь, звони 8 905…": the messenger is turned down, the number is for calls.
-_NEGATION_RE = re.compile(r"(?<![a-zа-яё])(?:не|нет|no|not|don'?t|dont)(?![a-zа-яё])")
+_NEGATION_RE = re.compile(
+    r"(?<![a-zа-яё])(?:не|нет|нету|без|никаких|никакого|no|not|don'?t|dont|without)(?![a-zа-яё])"
+)
+# The two words after the name: "8 905… вотсап нету".
+_NEXT_WORDS_RE = re.compile(r"[^\S\n]*[a-zа-яё']*[^\S\n]*[a-zа-яё']*")
 
 
 def _same_clause(view: str, start: int, end: int, p_start: int, p_end: int) -> bool:
@@ -151,4 +155,8 @@ def _same_clause(view: str, start: int, end: int, p_start: int, p_end: int) -> b
         between = view[p_end:start]
     else:
         return False
-    return _SENTENCE_END_RE.search(between) is None and _NEGATION_RE.search(between) is None
+    if _SENTENCE_END_RE.search(between) is not None or _NEGATION_RE.search(between) is not None:
+        return False
+    before = view[max(0, start - 12) : start]
+    after = _NEXT_WORDS_RE.match(view, end)
+    return _NEGATION_RE.search(before + " " + (after.group() if after else "")) is None
