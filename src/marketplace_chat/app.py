@@ -18,6 +18,7 @@ import socketio
 import structlog
 from fastapi import FastAPI
 
+from marketplace_chat import heap
 from marketplace_chat.api.admin import admin_router
 from marketplace_chat.api.docs import install_docs
 from marketplace_chat.api.http_errors import install_error_handlers
@@ -287,6 +288,7 @@ def create_app(
             )
             chat_app._processes.append(webhooks)
             webhooks.start()
+        heap.settle()
         log.info("node_started", node_id=node_id)
         try:
             yield

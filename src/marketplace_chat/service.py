@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import structlog
 
 from marketplace_chat.clock import Clock
+from marketplace_chat.edits import Edits
 from marketplace_chat.errors import ChatError, Forbidden, NotFound, RateLimited, ValidationFailed
 from marketplace_chat.models import (
     Chat,
@@ -116,6 +117,7 @@ class ChatService:
         self._typing: dict[tuple[str, int], _Typing] = {}
         self._typing_tokens = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.edits = Edits(storage, notifier, clock, limits)
 
     # -- chats ---------------------------------------------------------------------------------
 
@@ -217,7 +219,7 @@ class ChatService:
     async def sync(self, user_id: int, q: SyncQuery) -> list[ChatSync]:
         for chat_id in q.chats or {}:
             await self.participants(user_id, chat_id)
-        return list(await self.storage.sync(user_id, q.chats, q.limit))
+        return list(await self.storage.sync(user_id, q.seqs(), q.limit, q.revs()))
 
     async def read(self, user_id: int, p: MessageRead) -> ReadReceipt:
         parts = await self.participants(user_id, p.chat_id)

@@ -191,6 +191,12 @@ class LimitSettings(BaseSettings):
     rate_limit_typing_window_s: PositiveFloat = 10.0
     rate_limit_refresh: int = Field(default=10, ge=0)
     rate_limit_refresh_window_s: PositiveFloat = 60.0
+    # Edits and deletes together share one budget per user.
+    rate_limit_edits: int = Field(default=30, ge=0)
+    rate_limit_edits_window_s: PositiveFloat = 60.0
+    # How long after `createdAt` the sender may still edit a message; 0 turns edits off. Ten
+    # years at most: beyond that "forever" is meant, and the sum must stay a real date.
+    edit_window_s: float = Field(default=900.0, ge=0, le=315_360_000)
     # Trust and safety: `user:block` + `user:unblock` together, and `report:create`. A person
     # blocks or reports a handful of users a day; these leave room for a spam wave while keeping
     # one account from churning blocks (each recomputes chats and writes a webhook).
