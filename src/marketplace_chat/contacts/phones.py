@@ -31,7 +31,10 @@ _LONE_ZEROS_RE = re.compile(r"(?<=[0-9][ .\-])[oо]{1,4}(?=[ .\-][0-9])")
 
 # Dates (12.05.2026, 2026-05-12, 12/05/26, 12.05.26) and times (18:30, 9:00:15). A date with a
 # two-digit year needs dots or slashes: dashes of that shape are the tail of a phone (12-05-26).
+# Every branch starts with a digit; the lookahead in front lets the engine skip other positions
+# without trying each branch's lookbehinds there (several times faster on long descriptions).
 _DATE_TIME_RE = re.compile(
+    r"(?=[0-9])(?:"
     r"(?<![0-9])(?<![0-9][./-])(?:"
     r"(?:0?[1-9]|[12][0-9]|3[01])([./-])(?:0?[1-9]|1[0-2])\1(?:19|20)[0-9]{2}"
     r"|(?:0?[1-9]|[12][0-9]|3[01])([./])(?:0?[1-9]|1[0-2])\2[0-9]{2}"
@@ -41,6 +44,7 @@ _DATE_TIME_RE = re.compile(
     r"|(?<![0-9])(?<![0-9][./-])(?:0?[1-9]|[12][0-9]|3[01])\.(?:0[1-9]|1[0-2])(?![0-9]|[./][0-9])"
     # Times, alone or as ranges (18:30, 9:00-18:00).
     r"|(?<![0-9])(?<![0-9][.:])(?:[01]?[0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?(?![0-9]|[.:][0-9])"
+    r")"
 )
 
 # Codes that a number after them is: standards, registry and serial numbers (ГОСТ 31399-2009,
@@ -79,6 +83,11 @@ _CODE_SUFFIX_RE = re.compile(r"-[a-zа-яё]{1,3}(?![a-zа-яё0-9])")
 _PHONE_LABELS = frozenset({"т", "тел", "тлф", "моб", "сот", "tel", "ph", "mob", "tg", "тг"})
 
 _SEVEN_DIGITS_RE = re.compile(r"[0-9](?:[^0-9]{0,12}[0-9]){6}")
+_DIGITS_RE = re.compile(r"[0-9]+")
+# Seven digits or more, no letter between any two and at most 12 other characters between
+# neighbours: the stretches that can hold a phone written in digits (a superset of the runs that
+# `_groups` joins, whose gaps hold separators only).
+_DENSE_RE = re.compile(r"[0-9](?:[^0-9a-zа-яё]{0,12}[0-9]){6,}")
 _ITEM_RE = re.compile(
     r"[0-9]+|(?<![^\W\d_])(?:"
     + "|".join(sorted(NUMBER_WORDS, key=len, reverse=True))
@@ -164,9 +173,11 @@ def _spelt_groups(words: list[tuple[int, int, int, str]]) -> list[_Group]:
     return groups
 
 
-def _groups(view: str) -> list[list[_Group]]:
+def _groups(view: str, spelt: bool, pos: int, endpos: int) -> list[list[_Group]]:
     """Runs of digit groups with only separators between them. Only digits and number words are
-    read; any other word between two of them is not a separator, so it ends the run."""
+    read (number words only when ``spelt`` says the text has any: looking for them costs more
+    than looking for digits), in ``view[pos:endpos]``; any other word between two of them is not
+    a separator, so it ends the run."""
     runs: list[list[_Group]] = []
     current: list[_Group] = []
     words: list[tuple[int, int, int, str]] = []
@@ -186,7 +197,7 @@ def _groups(view: str) -> list[list[_Group]]:
                 append(group)
             words = []
 
-    for match in _ITEM_RE.finditer(view):
+    for match in (_ITEM_RE if spelt else _DIGITS_RE).finditer(view, pos, endpos):
         token = match.group()
         start, end = match.span()
         if token[0].isdigit():
@@ -320,16 +331,25 @@ def _looks_dialable(digits: str, plus: bool) -> bool:
 def find_phones(view: str, blocked: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Spans of phone numbers in the normalised ``view``; ``blocked`` spans (links, e-mails,
     dates) are not read."""
-    if _SEVEN_DIGITS_RE.search(view) is None and not _maybe_spelt(view):
+    spelt = _maybe_spelt(view)
+    if not spelt and _SEVEN_DIGITS_RE.search(view) is None:
         return []  # fewer than seven digits close together, and no number words
-    view = phone_view(view)
-    dates = []
+    view = _blank(phone_view(view), blocked)
+    # Without number words a phone lies inside one dense stretch of digits: only those are read,
+    # so a long description with a few short numbers costs little.
+    regions = [(0, len(view))] if spelt else [m.span() for m in _DENSE_RE.finditer(view)]
+    if not regions:
+        return []
     if _DATE_HINT_RE.search(view):
-        dates = [m.span() for m in _DATE_TIME_RE.finditer(view)]
-        dates.extend(m.span() for m in _MEMORY_RE.finditer(view))
-    view = _blank(view, blocked + dates)
+        dates: list[tuple[int, int]] = []
+        for start, end in regions:
+            stop = min(len(view), end + 4)  # "16/1tb": the letters after the digits count
+            dates.extend(m.span() for m in _DATE_TIME_RE.finditer(view, start, stop))
+            dates.extend(m.span() for m in _MEMORY_RE.finditer(view, start, stop))
+        view = _blank(view, dates)
+    runs = [run for start, end in regions for run in _groups(view, spelt, start, end)]
     found: list[tuple[int, int]] = []
-    for run in _groups(view):
+    for run in runs:
         digits = "".join(g.digits for g in run)
         if len(digits) < MIN_DIGITS:
             continue
