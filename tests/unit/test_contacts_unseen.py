@@ -1,0 +1,116 @@
+"""Classes of text the detector once got wrong on messages written apart from its rules: each table
+holds the contact details of one class and the near misses that must stay clean."""
+
+from __future__ import annotations
+
+import pytest
+
+from marketplace_chat.contacts import Category, ContactDetector
+
+
+@pytest.fixture(scope="module")
+def detector() -> ContactDetector:
+    return ContactDetector(allowed_hosts=["market.ru"])
+
+
+def _categories(detector: ContactDetector, text: str) -> tuple[Category, ...]:
+    return detector.scan(text).categories
+
+
+# A full stop and a space end a sentence: the numbers on either side are not one.
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Дом 14/3. 25 000 в месяц, без залога", ()),
+        ("Этаж 9/12. 4 500 000, ипотека", ()),
+        ("Осталось 3 шт! 1 200 за каждую", ()),
+        ("Звоните: 8 916 123 45 67. Спросить Олега", ("phone",)),
+        ("8 . 916 . 123 . 45 . 67", ("phone",)),
+        ("8.916.123.45.67", ("phone",)),
+    ],
+)
+def test_a_sentence_end_between_numbers(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected
+
+
+# Amounts written in words after the digits, and amounts or readings with a decimal part.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Стоимость 2 300 000 (два миллиона триста тысяч) руб.",
+        "итого 4 500 000 (четыре миллиона пятьсот тысяч рублей)",
+        "price 1,250,000 (one million two hundred fifty thousand dollars)",
+        "Оплачено 15 990,00 руб",
+        "к оплате 2.345.678,50",
+        "сумма 1 234 567,89",
+        "пробег по одометру 045678,9",
+        "Показания электросчётчика 012345,67",
+    ],
+)
+def test_amounts_in_words_and_decimals_are_not_phones(detector: ContactDetector, text: str) -> None:
+    assert _categories(detector, text) == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "восемь девять один шесть один два три четыре пять шесть семь",
+        "+7 916 123,45",
+        "8 916 123 45,67",
+        "8916123,4567",
+    ],
+)
+def test_phones_near_the_decimal_and_word_rules(detector: ContactDetector, text: str) -> None:
+    assert _categories(detector, text) == ("phone",)
+
+
+# Date ranges joined by a dash, time ranges with dots, coordinates.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Акция действует 01.03.2025-31.03.2025",
+        "сезон 15.05.2024-15.09.2024, бронь заранее",
+        "приём 8.30–17.30, обед 13.00-14.00",
+        "склад работает 10.00 - 19.00",
+        "точка: 59.938951, 30.315635",
+        "координаты 43.585472 39.723098 (Сочи)",
+        "lat/lon -33.868820, 151.209290",
+    ],
+)
+def test_ranges_and_coordinates_are_not_phones(detector: ContactDetector, text: str) -> None:
+    assert _categories(detector, text) == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["тел 8-916-123-45-67", "8 916 12.30 45 67", "звоните 8 916 555 12 34 с 10.00 до 19.00"],
+)
+def test_phones_beside_dates_and_times(detector: ContactDetector, text: str) -> None:
+    assert "phone" in _categories(detector, text)
+
+
+# Identifiers named by their label, with words between the label and the number.
+@pytest.mark.parametrize(
+    "text",
+    [
+        "версия 1.2.345.6789",
+        "Прошивка 4.19.2023.11 стоит последняя",
+        "firmware 10.4.1.2033",
+        "IMEI второго слота 35 209900 176148 2",
+        "штрихкод на упаковке 4601234567893",
+        "серийный номер на крышке 12345678901",
+        "VIN по ПТС 1234567890",
+    ],
+)
+def test_labelled_identifiers_are_not_phones(detector: ContactDetector, text: str) -> None:
+    assert _categories(detector, text) == ()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["версия для звонков +7 916 123 45 67", "imei не помню, звони 8 916 123 45 67"],
+)
+def test_a_phone_after_an_identifier_label(detector: ContactDetector, text: str) -> None:
+    assert _categories(detector, text) == ("phone",)
