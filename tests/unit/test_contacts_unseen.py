@@ -114,3 +114,49 @@ def test_labelled_identifiers_are_not_phones(detector: ContactDetector, text: st
 )
 def test_a_phone_after_an_identifier_label(detector: ContactDetector, text: str) -> None:
     assert _categories(detector, text) == ("phone",)
+
+
+# Messenger names in transliterated Russian and with an apostrophe, and the words people put
+# between the name and the handle ("ищи", "я", "find").
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pishi v telegu anna_flowers", ("messenger",)),
+        ("ya v telegrame kak anna_flowers", ("messenger",)),
+        ("vayber +375 29 123 45 67", ("messenger", "phone")),
+        ("vajber 8 029 123 45 67", ("messenger", "phone")),
+        ("est' vatsapu 8 916 123 45 67", ("messenger", "phone")),
+        ("what’s app 8 916 123 45 67", ("messenger", "phone")),
+        ("в вайбере найдите меня: kolya_sad", ("messenger",)),
+        ("в телеге ищите mebel_tut_77", ("messenger",)),
+        ("тг я ivan_remont", ("messenger",)),
+        ("on telegram i'm jane_doe_art", ("messenger",)),
+        ("find me on telegram: jane_doe_art", ("messenger",)),
+        ("в телеге я не сижу", ()),
+        ("ищи в телеге, если хочешь", ()),
+        ("vaiber ne ustanovlen", ()),
+    ],
+)
+def test_messenger_names_and_lookup_words(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected
+
+
+# E-mail addresses spelt in transliteration, and one that follows "me at …".
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("pishi na ivan.k sobaka yandex tochka ru", ("email",)),
+        ("olga_m sobaka gmail tochka com", ("email",)),
+        ("kate sobachka mail tochka ru", ("email",)),
+        ("write me at jane (at) proton (dot) me", ("email",)),
+        ("contact us at info (at) shop-example (dot) com", ("email",)),
+        ("look at me at noon", ()),
+        ("sobaka tochka ne nuzhna", ()),
+    ],
+)
+def test_spelt_addresses(
+    detector: ContactDetector, text: str, expected: tuple[Category, ...]
+) -> None:
+    assert _categories(detector, text) == expected
