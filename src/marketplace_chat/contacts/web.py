@@ -144,16 +144,16 @@ def find_emails(view: str, suffix_of: SuffixOf) -> list[tuple[int, int]]:
     if not _could_spell_email(view):
         return found
     pos = 0
-    while (match := _SPELT_EMAIL_RE.search(view, pos)) is not None:
-        pos = match.end()
-        if any(s <= match.start() < e for s, e in found):
+    while (spelt := _SPELT_EMAIL_RE.search(view, pos)) is not None:
+        pos = spelt.end()
+        if any(s <= spelt.start() < e for s, e in found):
             continue
-        if not _spelt_email_ok(match, view, suffix_of):
+        if not _spelt_email_ok(spelt, view, suffix_of):
             # "reach me at sarah (at) fastmail (dot) fm": a rejected "me at sarah" must not hide
             # the address that starts at its host.
-            pos = match.start("host")
+            pos = spelt.start("host")
             continue
-        found.append(match.span())
+        found.append(spelt.span())
     return found
 
 
