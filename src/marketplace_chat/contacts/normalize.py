@@ -34,8 +34,11 @@ _CYR_TLD_RE = re.compile(r"(?<=[a-z0-9][.])(ру|ком|нет|орг|инфо|�
 
 _CYR_ONLY_TLD_RE = re.compile(r"(?<=[.])(?:рф|рус|сайт|онлайн)(?![а-яёa-z0-9])")
 # Tokens end at spaces, brackets, commas, colons and @: in "oleg(собака)mail" the Russian word
-# between brackets is not part of the Latin one, nor "тг" in "тг@ivan_p".
-_MIXED_TOKEN_RE = re.compile(r"[^\s()\[\]{}<>,;:@\"«»]*[a-z][^\s()\[\]{}<>,;:@\"«»]*")
+# between brackets is not part of the Latin one, nor "тг" in "тг@ivan_p". A match starts only where
+# a token does, and reads up to its first Latin letter without backtracking, so a Russian word is
+# passed over in one step rather than retried from each of its letters.
+_BOUNDARY = r"\s()\[\]{}<>,;:@\"«»"
+_MIXED_TOKEN_RE = re.compile(rf"(?<![^{_BOUNDARY}])[^{_BOUNDARY}a-z]*[a-z][^{_BOUNDARY}]*")
 _HAS_LATIN_RE = re.compile(r"[a-z]")
 _HAS_CYRILLIC_RE = re.compile(r"[а-яёіїјѕһԁԛԝ]")
 

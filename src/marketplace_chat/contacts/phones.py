@@ -23,7 +23,9 @@ from marketplace_chat.contacts.words import (
 
 MIN_DIGITS = 7
 
-_LETTER_ZERO_RE = re.compile(r"[0-9][oоз]|[oоз][0-9]|[0-9][ .\-][oо]")
+# A digit next to o/о/з, or o/о after a digit and a separator; one class first, so the engine
+# passes over other characters quickly.
+_LETTER_ZERO_RE = re.compile(r"[0-9oоз](?:(?<=[0-9])(?:[oоз]|[ .\-][oо])|(?<=[oоз])[0-9])")
 _DIGIT_RUN_RE = re.compile(r"(?<![a-zа-яё])[0-9oоз]*[0-9][0-9oоз]*(?![a-zа-яё])")
 _LETTER_DIGITS = str.maketrans({"o": "0", "о": "0", "з": "3"})
 # A group of zeros typed as letters on its own between digit groups: "+7 985 ООО 11 22".

@@ -110,8 +110,10 @@ NUMBER_GLUE = frozenset({"and", "и"})
 
 # Messenger names, Latin and Russian, with the inflections buyers write ("в телеге", "по вотсапу");
 # digits may touch them ("89161234567вотсап").
+# The lookahead holds the first letter of every spelling below (keep it so when adding one): other
+# positions are passed over without trying each alternative.
 MESSENGER_NAME_RE = re.compile(
-    r"(?<![a-zа-яё_])(?:"
+    r"(?=[tтwvвsсdдиi])(?<![a-zа-яё_])(?:"
     # Transliterated Russian inflects the Latin names too: "v telegu", "v telegrame", "vatsapu".
     r"telegram+(?:[aeuy]|om)?|teleg[aeiuy]?|tlgrm|tg|тг|тгм|тгшк[а-я]|"
     r"телеграм+[а-я]*|телег[аеиуо][а-я]{0,2}|тележк[а-я]{1,2}|телегр[а-я]*|"
