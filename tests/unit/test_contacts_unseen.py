@@ -160,3 +160,26 @@ def test_spelt_addresses(
     detector: ContactDetector, text: str, expected: tuple[Category, ...]
 ) -> None:
     assert _categories(detector, text) == expected
+
+
+# The copy is folded a run of plain characters at a time; what it maps back to must not change.
+def test_the_copy_maps_back_around_characters_that_change() -> None:
+    from marketplace_chat.contacts.normalize import normalize
+
+    text = "Дом №5, 54 м², тел ８９１６ и\u0306 «ok»"
+    norm = normalize(text)
+    assert norm.text == "дом no5, 54 м2, тел 8916 й «ok»"
+    no = norm.text.index("no5")
+    assert norm.span(no, no + 3) == (text.index("№"), text.index("№") + 2)
+    digits = norm.text.index("8916")
+    assert text[slice(*norm.span(digits, digits + 4))] == "８９１６"
+    short = norm.text.index("й")
+    assert text[slice(*norm.span(short, short + 1))] == "и\u0306"
+
+
+def test_a_phone_is_masked_exactly_in_a_long_description_with_special_characters(
+    detector: ContactDetector,
+) -> None:
+    text = "Квартира 54 м², этаж 7/17, № дома 12. Звоните 8 916 555-12-34, Ольга. Цена 4 500 000 ₽"
+    findings = detector.scan(text).findings
+    assert [(f.category, text[f.start : f.end]) for f in findings] == [("phone", "8 916 555-12-34")]
