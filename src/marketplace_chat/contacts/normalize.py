@@ -1,0 +1,130 @@
+"""One normalised copy of a message that every detector reads, with the way back to the original.
+
+Senders hide contact details behind look-alike characters (fullwidth digits, Cyrillic letters in a
+Latin host, zero-width spaces, keycap emoji). Detectors match on a copy where those differences are
+gone; each character of the copy remembers which characters of the original it came from, so a span
+found in the copy masks exactly what the sender typed.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from functools import lru_cache
+
+# Characters that carry nothing a reader sees: zero-width spaces and joiners, soft hyphen, BOM,
+# variation selectors, and the combining marks of keycap and enclosing emoji.
+_DROP_CATEGORIES = frozenset({"Cf", "Me", "Mn"})
+
+# Cyrillic letters drawn like Latin ones. Used only inside a token that already holds a Latin letter
+# (a host, an address, a handle), so a Russian word is never turned into Latin.
+_CYR_TO_LAT = str.maketrans(
+    {
+        "а": "a", "в": "b", "е": "e", "ё": "e", "к": "k", "м": "m", "н": "h", "о": "o", "р": "p",
+        "с": "c", "т": "t", "у": "y", "х": "x", "і": "i", "ї": "i", "ј": "j", "ѕ": "s", "һ": "h",
+        "ԁ": "d", "ԛ": "q", "ԝ": "w", "г": "r", "п": "n", "и": "u", "ь": "b", "з": "3",
+    }
+)  # fmt: skip
+
+# Cyrillic spellings of top-level domains, equal in length to the Latin ones, so the copy keeps its
+# offsets: "shop.ру" is "shop.ru", not "shop.py".
+_CYR_TLDS = {"ру": "ru", "ком": "com", "нет": "net", "орг": "org", "инфо": "info", "су": "su"}
+_CYR_TLD_RE = re.compile(r"(?<=[a-z0-9][.])(ру|ком|нет|орг|инфо|су)(?![а-яёa-z0-9])")
+
+_CYR_ONLY_TLD_RE = re.compile(r"(?<=[.])(?:рф|рус|сайт|онлайн)(?![а-яёa-z0-9])")
+_MIXED_TOKEN_RE = re.compile(r"[^\s]*[a-z][^\s]*")
+_HAS_CYRILLIC_RE = re.compile(r"[а-яёіїјѕһԁԛԝ]")
+
+
+@dataclass(frozen=True, slots=True)
+class Normalized:
+    """``text`` is the NFKC, lower-cased copy without invisible characters; ``starts[i]`` and
+    ``ends[i]`` are the original span that produced ``text[i]`` (``None``: aligned one to one)."""
+
+    original: str
+    text: str
+    starts: list[int] | None
+    ends: list[int] | None
+
+    def span(self, start: int, end: int) -> tuple[int, int]:
+        """The original span of ``text[start:end]``."""
+        if self.starts is None or self.ends is None:
+            return start, end
+        if end <= start:
+            pos = self.starts[start] if start < len(self.starts) else len(self.original)
+            return pos, pos
+        return self.starts[start], self.ends[end - 1]
+
+
+@lru_cache(maxsize=4096)
+def _fold(char: str) -> str:
+    """NFKC and lower case of one character, or "" for one that is not seen."""
+    if unicodedata.category(char) in _DROP_CATEGORIES:
+        return ""
+    folded = unicodedata.normalize("NFKC", char).lower()
+    if folded.isdecimal() and not folded.isascii():
+        # Arabic-Indic, Devanagari and other decimal digits are digits to a reader.
+        return "".join(str(unicodedata.decimal(c, 0)) for c in folded)
+    return folded
+
+
+def _needs_full_pass(text: str) -> bool:
+    if text.isascii():
+        return False
+    if not unicodedata.is_normalized("NFKC", text):
+        return True
+    for char in text:
+        if ord(char) >= 0x300 and (
+            unicodedata.category(char) in _DROP_CATEGORIES or char.isdecimal()
+        ):
+            return True
+    return len(text.lower()) != len(text)
+
+
+def normalize(text: str) -> Normalized:
+    """The copy every detector reads; aligned one to one unless the text had to change length."""
+    if not _needs_full_pass(text):
+        return Normalized(text, text.lower(), None, None)
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    for index, char in enumerate(text):
+        folded = _fold(char)
+        if not folded:
+            if out and unicodedata.category(char) == "Mn":
+                # A combining accent that composes with the letter before it (и + ̆ = й) is kept
+                # as that letter; any other is dropped.
+                composed = unicodedata.normalize("NFC", out[-1] + char)
+                if len(composed) == 1:
+                    out[-1] = composed.lower()
+                    ends[-1] = index + 1
+            continue
+        for piece in folded:
+            out.append(piece)
+            starts.append(index)
+            ends.append(index + 1)
+    return Normalized(text, "".join(out), starts, ends)
+
+
+def latin_view(text: str) -> str:
+    """``text`` (already normalised) with look-alike Cyrillic letters made Latin inside tokens that
+    hold a Latin letter, and Cyrillic top-level domains spelt in Latin; same length as ``text``."""
+    if text.isascii() or not _HAS_CYRILLIC_RE.search(text):
+        return text
+
+    def fix(match: re.Match[str]) -> str:
+        token = match.group()
+        if not _HAS_CYRILLIC_RE.search(token):
+            return token
+        token = _CYR_TLD_RE.sub(lambda m: _CYR_TLDS[m.group()], token)
+        latin = token.translate(_CYR_TO_LAT)
+        if "." not in token:
+            return latin
+        # Cyrillic top-level domains stay Cyrillic: best-price.рф is not best-price.pф.
+        chars = list(latin)
+        for kept in _CYR_ONLY_TLD_RE.finditer(token):
+            chars[kept.start() : kept.end()] = kept.group()
+        return "".join(chars)
+
+    return _MIXED_TOKEN_RE.sub(fix, text)

@@ -1,0 +1,193 @@
+"""E-mail addresses, links and messenger handles, read from the Latin view of a message (look-alike
+Cyrillic letters inside Latin tokens already made Latin)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from marketplace_chat.contacts.model import Category
+
+_LABEL = r"[a-z0-9а-яё](?:[a-z0-9а-яё-]{0,62})"
+_LOCAL = r"[a-z0-9_%+-](?:[a-z0-9._%+-]{0,63})"
+
+# name@host.tld, spaces allowed around the @.
+_EMAIL_RE = re.compile(
+    rf"(?<![a-z0-9._%+-]){_LOCAL}[ \t]{{0,2}}@[ \t]{{0,2}}"
+    rf"(?P<host>(?:{_LABEL}\.)+[a-zа-яё]{{2,24}})"
+    r"(?![a-zа-яё0-9-])"
+)
+
+# The usual spellings: name at host dot com, name (at) host, name собака host точка ru.
+_AT_STRONG = r"\s*(?:\(\s*(?:at|собака|a)\s*\)|\[\s*(?:at|собака|a)\s*\]|\{\s*at\s*\}|<at>)\s*"
+_AT_WORD = r"\s+(?:at|собака|собачка|sobaka|sobachka|эт)\s+"
+_DOT = (
+    r"(?:\s*(?:\.|\(\s*(?:dot|точка|\.)\s*\)|\[\s*(?:dot|точка|\.)\s*\]|\{\s*dot\s*\})\s*"
+    r"|\s+(?:dot|точка|тчк|point)\s+)"
+)
+_CYR_TLD_WORDS = {"ру": "ru", "ком": "com", "нет": "net", "орг": "org", "рф": "рф", "су": "su"}
+_SPELT_TLD = r"(?P<tld>[a-z]{2,12}|ру|ком|нет|орг|рф|су)(?![a-zа-яё0-9])"
+_SPELT_EMAIL_RE = re.compile(
+    rf"(?<![a-z0-9._%+-])(?P<local>[a-z0-9][a-z0-9._+-]{{0,63}})"
+    rf"(?:(?P<strong>{_AT_STRONG})|{_AT_WORD}|\s*@\s*)"
+    rf"(?P<host>[a-z0-9][a-z0-9-]{{0,62}})(?:(?:{_DOT}[a-z0-9][a-z0-9-]{{0,62}}){{0,3}}{_DOT}{_SPELT_TLD})?"
+)
+_MAIL_PROVIDERS = frozenset(
+    str.split(
+        "gmail yandex ya mail bk list inbox rambler yahoo outlook hotmail icloud proton protonmail "
+        "live me aol gmx zoho tutanota ukr"
+    )
+)
+
+# Addresses: with a scheme, from www., and bare hosts that end in a public suffix.
+_URL_RE = re.compile(
+    r"(?:(?:https?|ftp|tg|viber|whatsapp|signal|sgnl)://|www\.)[^\s<>\"'«»]{1,2000}"
+    rf"|(?<![a-z0-9а-яё@._%+-])(?P<host>(?:{_LABEL}\.)+[a-zа-яё]{{2,24}})(?![a-zа-яё0-9-])"
+    r"(?::[0-9]{2,5})?(?:[/?#][^\s<>\"'«»]{0,2000})?"
+)
+_SPACED_LINK_RE = re.compile(
+    r"(?<![a-z0-9._-])(?P<host>[a-z0-9][a-z0-9-]{1,62})"
+    r"(?:\s*(?:\(\s*(?:\.|dot|точка)\s*\)|\[\s*(?:\.|dot|точка)\s*\])\s*|\s+(?:dot|точка|тчк)\s+|\s\.\s)"
+    r"(?P<tld>ru|com|net|org|рф|ру|ком|su|io|me|info|biz|shop|store|online|site|ua|by|kz|de|uk|us)"
+    r"(?![a-zа-яё0-9])"
+)
+_TRAILING = ".,;:!?)]}>'\"»…"
+
+# Hosts whose links invite to a messenger chat.
+_MESSENGER_HOSTS = (
+    "t.me", "telegram.me", "telegram.dog", "telegram.org", "wa.me", "whatsapp.com", "whatsapp.net",
+    "viber.com", "viber.click", "signal.me", "signal.group", "signal.org",
+)  # fmt: skip
+_MESSENGER_SCHEMES = ("tg://", "viber://", "whatsapp://", "signal://", "sgnl://")
+
+# Endings that are public suffixes but far more often file names: photo.zip, video.mov, readme.md.
+_FILE_SUFFIXES = frozenset({"zip", "mov", "md", "py", "sh", "rs", "txt", "exe"})
+# Cyrillic hosts count only under these suffixes: "г.москва" is an address, not a host.
+_CYRILLIC_SUFFIXES = frozenset({"рф", "рус", "сайт", "онлайн", "ком", "орг"})
+
+# @handle: Telegram, Instagram and the like.
+_HANDLE_RE = re.compile(r"(?<![a-z0-9_.@])@(?P<name>[a-z_][a-z0-9_]{2,31}(?:\.[a-z0-9_]+)*)")
+
+
+@dataclass(frozen=True, slots=True)
+class WebFinding:
+    category: Category
+    start: int
+    end: int
+    #: A host alone, without a scheme, www. or a path: "shop.ru".
+    bare: bool = False
+
+
+SuffixOf = Callable[[str], str | None]
+
+
+def _host_of(url: str) -> str:
+    rest = url.split("://", 1)[1] if "://" in url else url
+    host = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    host = host.rsplit("@", 1)[-1].split(":", 1)[0]
+    return host.strip(_TRAILING)
+
+
+def _allowed(host: str, allowed: frozenset[str]) -> bool:
+    labels = host.split(".")
+    return any(".".join(labels[i:]) in allowed for i in range(len(labels)))
+
+
+def _messenger_host(host: str) -> bool:
+    return any(host == h or host.endswith("." + h) for h in _MESSENGER_HOSTS)
+
+
+def find_emails(view: str, suffix_of: SuffixOf) -> list[tuple[int, int]]:
+    found: list[tuple[int, int]] = []
+    if "@" in view:
+        for match in _EMAIL_RE.finditer(view):
+            if suffix_of(match.group("host")):
+                found.append(match.span())
+    if not _could_spell_email(view):
+        return found
+    for match in _SPELT_EMAIL_RE.finditer(view):
+        if any(s <= match.start() < e for s, e in found):
+            continue
+        tld = match.group("tld")
+        host = match.group("host")
+        if tld is None:
+            # Without a suffix only a bracketed "(at)" or «собака» before a known mail provider.
+            text = match.group()
+            if not (match.group("strong") or "собак" in text or "@" in text):
+                continue
+            if host not in _MAIL_PROVIDERS:
+                continue
+        elif _CYR_TLD_WORDS.get(tld, tld) not in ("рф",) and not suffix_of(
+            "x." + _CYR_TLD_WORDS.get(tld, tld)
+        ):
+            continue
+        found.append(match.span())
+    return found
+
+
+_SPELL_HINT_RE = re.compile(r"@|\bat\b|\(at|\[at|собак|sobak|\bэт\b|\{at")
+
+
+def _could_spell_email(view: str) -> bool:
+    return _SPELL_HINT_RE.search(view) is not None
+
+
+def find_links(
+    view: str, suffix_of: SuffixOf, allowed: frozenset[str], skip: list[tuple[int, int]]
+) -> tuple[list[WebFinding], list[tuple[int, int]]]:
+    """Links to report and every address span (allowed ones included) that other detectors must
+    not read digits or handles from."""
+    found: list[WebFinding] = []
+    spans: list[tuple[int, int]] = []
+    if "." in view or "://" in view:
+        for match in _URL_RE.finditer(view):
+            start, end = match.span()
+            if any(s < end and start < e for s, e in skip):
+                continue
+            text = match.group().rstrip(_TRAILING)
+            end = start + len(text)
+            host = _host_of(text)
+            lowered = text
+            bare = match.group("host") is not None
+            if bare and not _bare_host_ok(host, suffix_of):
+                continue
+            spans.append((start, end))
+            if lowered.startswith(_MESSENGER_SCHEMES) or _messenger_host(host):
+                found.append(WebFinding("messenger", start, end))
+            elif not _allowed(host, allowed):
+                found.append(WebFinding("link", start, end, bare and text == host))
+    for match in _SPACED_LINK_RE.finditer(view):
+        start, end = match.span()
+        if any(s < end and start < e for s, e in skip + spans):
+            continue
+        tld = _CYR_TLD_WORDS.get(match.group("tld"), match.group("tld"))
+        host = f"{match.group('host')}.{tld}"
+        spans.append((start, end))
+        if _messenger_host(host):
+            found.append(WebFinding("messenger", start, end))
+        elif not _allowed(host, allowed):
+            found.append(WebFinding("link", start, end))
+    return found, spans
+
+
+def _bare_host_ok(host: str, suffix_of: SuffixOf) -> bool:
+    suffix = suffix_of(host)
+    if not suffix:
+        return False
+    domain = host[: -len(suffix) - 1].rsplit(".", 1)[-1]
+    if not domain or domain.isdigit():
+        return False
+    if suffix in _FILE_SUFFIXES:
+        return False
+    if not host.isascii():
+        return suffix in _CYRILLIC_SUFFIXES and len(domain) >= 3
+    return True
+
+
+def find_handles(view: str, skip: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    if "@" not in view:
+        return []
+    return [
+        m.span() for m in _HANDLE_RE.finditer(view) if not any(s <= m.start() < e for s, e in skip)
+    ]
