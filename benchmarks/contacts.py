@@ -139,8 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     quality = evaluate(detector, samples, args.verbose)
     ok = True
     positives = sum(1 for s in samples if s.categories)
-    print(f"corpus: {args.corpus.name}, {positives} with contact details, "
-          f"{len(samples) - positives} without")
+    print(
+        f"corpus: {args.corpus.name}, {positives} with contact details, "
+        f"{len(samples) - positives} without"
+    )
     print(f"{'category':<10} {'recall':>16} {'false positives':>22}")
     for q in quality:
         print(

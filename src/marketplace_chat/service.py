@@ -18,6 +18,8 @@ from typing import Any, Protocol
 import structlog
 
 from marketplace_chat.clock import Clock
+from marketplace_chat.contact_guard import ContactGuard
+from marketplace_chat.contact_policy import Verdict
 from marketplace_chat.errors import ChatError, Forbidden, NotFound, RateLimited, ValidationFailed
 from marketplace_chat.models import (
     Chat,
@@ -93,6 +95,8 @@ class ChatService:
         clock: Clock,
         limits: LimitSettings,
         node_id: str,
+        *,
+        contacts: ContactGuard | None = None,
     ) -> None:
         self.storage = storage
         self.presence = presence
@@ -103,6 +107,7 @@ class ChatService:
         self._limits = limits
         self._budgets = event_budgets(limits)
         self._node = node_id
+        self._contacts = contacts  # None: texts are stored as sent (no contact check)
         self._typing: dict[tuple[str, int], _Typing] = {}
         self._typing_tokens = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -170,15 +175,22 @@ class ChatService:
             self._limits.rate_limit_messages,
             self._limits.rate_limit_window_s,
         )
+        checked = (
+            await self._contacts.check_send(p.chat_id, user_id, text, p.client_message_id)
+            if self._contacts is not None
+            else Verdict(text)
+        )
         result = await self.storage.add_message(
             NewMessage(
                 id=str(uuid.uuid4()),
                 chat_id=p.chat_id,
                 sender_id=user_id,
-                text=text,
+                text=checked.text,
                 product_id=p.product_id,
                 client_message_id=p.client_message_id,
                 created_at=self._clock.now(),
+                moderation=checked.moderation,
+                original_text=checked.original_text,
             )
         )
         recipients = [parts.buyer_id, parts.seller_id]

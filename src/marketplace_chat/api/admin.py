@@ -4,6 +4,7 @@ Every route answers 403 `FORBIDDEN` without the setting, without the header or w
 key, before it reads anything else of the request.
 """
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request
@@ -28,14 +29,20 @@ admin_bearer = HTTPBearer(
 ADMIN_ERRORS = schemas.error_responses(403, 404, 422, 500)
 
 
-def admin_router(store: OutboxStore, clock: Clock, api_key: str | None) -> APIRouter:
-    admin = WebhookAdmin(store, clock)
+def operator_check(api_key: str | None) -> Callable[..., Awaitable[None]]:
+    """The dependency every admin route has: the `ADMIN_API_KEY` check, before anything else."""
 
     async def operator(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
     ) -> None:
         admitted(api_key, credentials.credentials if credentials is not None else None)
 
+    return operator
+
+
+def admin_router(store: OutboxStore, clock: Clock, api_key: str | None) -> APIRouter:
+    admin = WebhookAdmin(store, clock)
+    operator = operator_check(api_key)
     router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(operator)])
 
     @router.get("/webhooks", response_model=None, responses=ADMIN_ERRORS)

@@ -1,0 +1,139 @@
+"""What the contact policy does to a text once the detector has read it. Pure: no I/O.
+
+The policies (see the protocol's "Contact details"): `mask` stores and delivers the text with
+every span replaced by the placeholder and keeps the text as sent for moderators; `block`
+refuses the send and keeps it as an attempt; `flag` delivers it unchanged and tells
+marketplace-api; `off` does not look. A text in which nothing was found is never touched.
+
+Two cheap questions come before the detector, because most messages hold no contact detail and
+the send path is hot: could the text hold one at all (`worth_scanning`), and could it be a piece
+of a number split over several messages (`could_be_number_part`). Both answer "yes" whenever in
+doubt; a "no" must never hide what the detector would find (a test holds them to the detector's
+corpus).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from marketplace_chat.contacts import Detection, Finding, mask
+from marketplace_chat.contacts.words import MESSENGER_NAME_RE, NUMBER_WORDS
+from marketplace_chat.errors import ContactNotAllowed
+from marketplace_chat.models import Moderation
+
+PLACEHOLDER = "[hidden]"
+
+
+class Policy(StrEnum):
+    MASK = "mask"
+    BLOCK = "block"
+    FLAG = "flag"
+    OFF = "off"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The text to store and deliver, what was done to it, and the text as sent when the two
+    differ (for moderators only)."""
+
+    text: str
+    moderation: Moderation | None = None
+    original_text: str | None = None
+
+    @property
+    def flagged(self) -> bool:
+        return self.moderation is not None and self.moderation.action == "flagged"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A send the `block` policy refuses: kept as an attempt, answered with `error()`."""
+
+    text: str
+    categories: tuple[str, ...]
+
+    def error(self) -> ContactNotAllowed:
+        return ContactNotAllowed(refusal_message(self.categories))
+
+
+CATEGORY_NAMES = {
+    "phone": "a phone number",
+    "email": "an e-mail address",
+    "link": "a link",
+    "messenger": "a messenger contact",
+}
+
+
+def refusal_message(categories: Sequence[str]) -> str:
+    """Names every category found, so the sender knows what to take out."""
+    names = [f"{CATEGORY_NAMES.get(c, c)} ({c})" for c in categories]
+    found = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return (
+        f"text: contact details are not allowed in this chat; it contains {found}. "
+        "Keep the conversation on the marketplace until the deal is made"
+    )
+
+
+def decide(policy: Policy, text: str, findings: Sequence[Finding]) -> Verdict | Refusal:
+    """The effect of `policy` on `text` with these findings (spans of `text`)."""
+    if policy is Policy.OFF or not findings:
+        return Verdict(text)
+    categories = Detection(tuple(findings)).categories
+    if policy is Policy.BLOCK:
+        return Refusal(text, categories)
+    if policy is Policy.FLAG:
+        return Verdict(text, Moderation("flagged", categories))
+    masked = mask(text, findings, PLACEHOLDER)
+    return Verdict(masked, Moderation("masked", categories), original_text=text)
+
+
+# -- the cheap questions -------------------------------------------------------------------------
+
+# Characters that cannot start or carry a contact detail on their own: letters of the two
+# alphabets the detector reads, spaces and the punctuation of ordinary sentences. Anything else
+# (a digit, '@', ':', '/', '_', '#', '+', brackets, symbols, emoji, other scripts, look-alike
+# and invisible characters) sends the text to the detector.
+_PLAIN_RE = re.compile(r"[A-Za-zА-Яа-яЁё\s!?,;'\"().\-–—«»…’‘“”]*")
+# A dot is harmless where it ends a sentence; one followed by anything but a space, the end or
+# more dots ("shop.ru", "Hi.Is") and one standing alone (" . ") may be part of a host.
+_RISKY_DOT_RE = re.compile(r"\.(?![\s.]|$)|\s\.\s")
+# "(a)" spells an at-sign; other spellings are words ("at", "собака") and listed below.
+_SPELT_AT_RE = re.compile(r"\(\s*[aа]\s*\)")
+_WORD_RE = re.compile(r"[a-zа-яё]+")
+# fmt: off
+_SPELLINGS = frozenset({
+    "at", "собака", "собачка", "sobaka", "sobachka", "эт", "dot", "точка", "тчк", "point",
+    "www", "http", "https",
+})
+# fmt: on
+_NUMBER_WORDS = frozenset(NUMBER_WORDS)
+_TRIGGER_WORDS = _NUMBER_WORDS | _SPELLINGS
+
+
+def worth_scanning(text: str) -> bool:
+    """False only for a text the detector cannot find anything in: nothing but letters, spaces
+    and sentence punctuation, no dot inside a word, no spelt-out '@' or '.', no number written
+    as words and no messenger's name."""
+    if _PLAIN_RE.fullmatch(text) is None:
+        return True
+    lowered = text.lower().replace("ё", "е")
+    if "." in text and _RISKY_DOT_RE.search(text):
+        return True
+    if "(" in text and _SPELT_AT_RE.search(lowered):
+        return True
+    if not _TRIGGER_WORDS.isdisjoint(_WORD_RE.findall(lowered)):
+        return True
+    return MESSENGER_NAME_RE.search(lowered) is not None
+
+
+def could_be_number_part(text: str) -> bool:
+    """Whether the text may hold a piece of a phone number: a digit of any script, or a number
+    written as a word (Russian or English). Only such texts are remembered for the split-number
+    check, and only they pay its Redis round trip."""
+    if any(c.isdigit() for c in text):
+        return True
+    lowered = text.lower().replace("ё", "е")
+    return not _NUMBER_WORDS.isdisjoint(_WORD_RE.findall(lowered))
