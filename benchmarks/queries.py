@@ -252,7 +252,7 @@ async def load(conn: asyncpg.Connection, shape: Shape) -> dict[str, float]:
         await conn.execute("SET LOCAL work_mem = '512MB'")
         await conn.execute("SET LOCAL synchronous_commit = off")
         await conn.execute(
-            "TRUNCATE chat.read_pointers, chat.chat_context, chat.messages, chat.chats"
+            "TRUNCATE chat.read_pointers, chat.chat_context, chat.messages, chat.chats CASCADE"
         )
         await conn.execute(f"DROP TABLE IF EXISTS {META_TABLE}")
         await conn.execute("SELECT setseed($1)", DATA_SEED)
@@ -467,6 +467,7 @@ SERIES = {
     "history_latest": "history(chat, None, None, 50)",
     "history_before": "history(chat, before=<middle message>, None, 50)",
     "sync_20": "sync(user, {20 of the user's chats: seq}, 50)",
+    "sync_20_rev": "sync(user, {20 of the user's chats: {seq, rev}}, 50): with changed",
     "inbox_first": "list_chats(user, 30, None)",
     "inbox_second": "list_chats(user, 30, <first page's cursor>)",
     "unread_count": "get_chat(chat, viewer) (read pointer mid-chat)",
@@ -579,7 +580,33 @@ class Bench:
             "sync_20",
             self.storage.sync(user, since, SYNC_LIMIT),
             _sync_rows,
-            [(SYNC, [user, list(since), list(since.values()), SYNC_LIMIT + 1])],
+            [
+                (
+                    SYNC,
+                    [user, list(since), list(since.values()), SYNC_LIMIT + 1, [None] * len(since)],
+                )
+            ],
+            _size_tag(len(chats)),
+        )
+
+    async def sync_changed(self, rng: random.Random) -> None:
+        """The same, each chat listed with a revision: the answer adds its changed messages."""
+        user = rng.choice(self.data.sync_users)
+        chats = self.data.user_chats[user]
+        since = {
+            cid: max(0, last - rng.randint(0, 10)) for cid, last in rng.sample(chats, SYNC_CHATS)
+        }
+        revs = {cid: max(0, seq - rng.randint(0, 10)) for cid, seq in since.items()}
+        await self.timer.run(
+            "sync_20_rev",
+            self.storage.sync(user, since, SYNC_LIMIT, revs),
+            _sync_rows,
+            [
+                (
+                    SYNC,
+                    [user, list(since), list(since.values()), SYNC_LIMIT + 1, list(revs.values())],
+                )
+            ],
             _size_tag(len(chats)),
         )
 
@@ -627,7 +654,8 @@ class Bench:
 
 async def measure(bench: Bench, warmup: int, iterations: int, seed: int) -> None:
     rng = random.Random(seed)
-    for step in (bench.history, bench.sync, bench.inbox, bench.unread, bench.response_stats):
+    steps = (bench.history, bench.sync, bench.sync_changed, bench.inbox, bench.unread)
+    for step in (*steps, bench.response_stats):
         name = step.__name__
         bench.timer.recording = False
         for _ in range(warmup):
@@ -744,6 +772,7 @@ async def plans(conn: asyncpg.Connection, storage: PostgresStorage, data: DataSe
                 [c for c, _ in since],
                 [max(0, s - 5) for _, s in since],
                 SYNC_LIMIT + 1,
+                [max(0, s - 10) for _, s in since],
             ],
         ),
         ("inbox_first", "LIST_CHATS_FIRST", about_heavy, [heavy, heavy, INBOX_LIMIT + 1]),

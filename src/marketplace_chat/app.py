@@ -236,6 +236,7 @@ def create_app(
             moderation,
             RecentTexts(redis),
             clock,
+            moderation,
         )
         service = ChatService(
             storage,

@@ -78,7 +78,8 @@ CLIENT_EVENTS: tuple[ClientEvent, ...] = (
         "messages:sync",
         models.SyncQuery,
         wire.SyncResult,
-        "After a reconnect: each chat's messages after the last seq the client has.",
+        "After a reconnect: each chat's messages after the last seq the client has, and with "
+        "{ seq, rev } the ones up to it edited or deleted since.",
     ),
     ClientEvent(
         "message:read",
@@ -95,6 +96,18 @@ CLIENT_EVENTS: tuple[ClientEvent, ...] = (
         "Which of the given users (default: the caller's chat partners) are online.",
     ),
     ClientEvent(
+        "message:edit",
+        models.MessageEdit,
+        wire.Message,
+        "Replace the text of one's own message, within the edit window of its createdAt.",
+    ),
+    ClientEvent(
+        "message:delete",
+        models.MessageRef,
+        wire.MessageDeleted,
+        "Delete one's own message: it stays in place as a tombstone.",
+    ),
+    ClientEvent(
         "auth:refresh-token",
         models.TokenRefresh,
         wire.TokenRefreshed,
@@ -105,6 +118,14 @@ CLIENT_EVENTS: tuple[ClientEvent, ...] = (
 SERVER_EVENTS: tuple[ServerEvent, ...] = (
     ServerEvent("message:new", wire.Message, "every socket of both participants, once each"),
     ServerEvent("message:read", wire.ReadReceipt, "every socket of both participants"),
+    ServerEvent(
+        "message:updated", wire.Message, "every socket of both participants, when one is edited"
+    ),
+    ServerEvent(
+        "message:deleted",
+        wire.MessageTombstone,
+        "every socket of both participants, when one is deleted",
+    ),
     ServerEvent(
         "typing:start", wire.Typing, "the other participant's sockets that joined the chat"
     ),

@@ -40,6 +40,12 @@ class AttemptLog(Protocol):
     async def add_contact_attempt(self, attempt: ContactAttempt) -> None: ...
 
 
+class MessageAuthors(Protocol):
+    async def message_author(self, message_id: str) -> tuple[str, int] | None:
+        """The message's chat and sender, None for an unknown message."""
+        ...
+
+
 class RecentParts(Protocol):
     async def push(
         self, chat_id: str, sender_id: int, text: str, client_id: str | None, now: datetime
@@ -55,6 +61,7 @@ class ContactGuard:
         attempts: AttemptLog,
         recent: RecentParts | None,
         clock: Clock,
+        messages: MessageAuthors | None = None,
     ) -> None:
         self._detector = detector
         self._default = default
@@ -62,6 +69,7 @@ class ContactGuard:
         self._attempts = attempts
         self._recent = recent
         self._clock = clock
+        self._messages = messages
 
     async def policy(self, chat_id: str) -> Policy:
         own = await self._policies.get(chat_id)
@@ -85,6 +93,17 @@ class ContactGuard:
         if policy is Policy.OFF:
             return Verdict(text)
         return await self._settle(policy, chat_id, sender_id, text, self._scan(text))
+
+    async def screen_edit(self, user_id: int, message_id: str, text: str) -> Verdict | None:
+        """`check_edit` for the chat of the caller's own message; None when the message is not
+        theirs or does not exist, which the edit's own rules refuse (no attempt is kept for a
+        text that could never have been stored)."""
+        if self._messages is None:
+            return None
+        found = await self._messages.message_author(message_id)
+        if found is None or found[1] != user_id:
+            return None
+        return await self.check_edit(found[0], user_id, text)
 
     def _scan(self, text: str) -> list[Finding]:
         if not worth_scanning(text):

@@ -134,11 +134,79 @@ class HistoryQuery(Payload):
     limit: int = Field(default=50, ge=1, le=100, strict=True)
 
 
+# The plain form of a sync point is a seq, as it always was; the object form adds the chat's
+# revision the client has, and may carry any seq a JavaScript client holds exactly.
+MAX_PLAIN_SEQ = 2**31 - 1
+Counter = Annotated[int, Field(ge=0, le=MAX_ID, strict=True)]
+
+
+class SyncPoint(Payload):
+    """Where a client stands in one chat: the last `seq` it has, and the chat's `rev` it saw."""
+
+    seq: Counter
+    rev: Counter
+
+
+def _sync_point(value: object) -> int | SyncPoint:
+    if isinstance(value, dict):
+        try:
+            return SyncPoint.model_validate(value)
+        except ValidationError as exc:
+            raise ValueError(describe(exc)) from None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("must be a seq (an integer) or an object { seq, rev }")
+    if not 0 <= value <= MAX_PLAIN_SEQ:
+        raise ValueError(f"must be an integer from 0 to {MAX_PLAIN_SEQ}")
+    return value
+
+
+_COUNTER_SCHEMA = {"type": "integer", "minimum": 0, "maximum": MAX_ID}
+SINCE_SCHEMA = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "maximum": MAX_PLAIN_SEQ, "description": "a seq"},
+        {
+            "type": "object",
+            "properties": {"seq": _COUNTER_SCHEMA, "rev": _COUNTER_SCHEMA},
+            "required": ["seq", "rev"],
+            "additionalProperties": False,
+            "description": "a seq and the chat's revision: the answer adds `changed`",
+        },
+    ]
+}
+Since = Annotated[
+    int | SyncPoint,
+    PlainValidator(_sync_point, json_schema_input_type=Any),
+    WithJsonSchema(SINCE_SCHEMA),
+]
+
+
 class SyncQuery(Payload):
-    chats: dict[Uuid, Annotated[int, Field(ge=0, le=2**31 - 1, strict=True)]] | None = Field(
-        default=None, max_length=1000
-    )
+    chats: dict[Uuid, Since] | None = Field(default=None, max_length=1000)
     limit: int = Field(default=50, ge=1, le=100, strict=True)
+
+    def seqs(self) -> dict[str, int]:
+        """The last seq the client has, per listed chat, whichever form gave it."""
+        return {
+            chat_id: point.seq if isinstance(point, SyncPoint) else point
+            for chat_id, point in (self.chats or {}).items()
+        }
+
+    def revs(self) -> dict[str, int]:
+        """The revision the client saw, for the chats given in the object form."""
+        return {
+            chat_id: point.rev
+            for chat_id, point in (self.chats or {}).items()
+            if isinstance(point, SyncPoint)
+        }
+
+
+class MessageEdit(Payload):
+    message_id: Uuid
+    text: Text
+
+
+class MessageRef(Payload):
+    message_id: Uuid
 
 
 class ChatsQuery(Payload):

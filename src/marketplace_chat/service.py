@@ -20,6 +20,7 @@ import structlog
 from marketplace_chat.clock import Clock
 from marketplace_chat.contact_guard import ContactGuard
 from marketplace_chat.contact_policy import Verdict
+from marketplace_chat.edits import Edits, clean_text
 from marketplace_chat.errors import ChatError, Forbidden, NotFound, RateLimited, ValidationFailed
 from marketplace_chat.models import (
     Chat,
@@ -27,6 +28,7 @@ from marketplace_chat.models import (
     ChatsQuery,
     HistoryQuery,
     Message,
+    MessageEdit,
     MessageRead,
     MessageSend,
     Participants,
@@ -39,7 +41,14 @@ from marketplace_chat.realtime.limits import RateLimiter, event_budgets
 from marketplace_chat.realtime.presence import Arrival, Presence
 from marketplace_chat.realtime.typing_state import TYPING_TTL_S, TypingState
 from marketplace_chat.settings import LimitSettings
-from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage, Storage
+from marketplace_chat.storage.base import (
+    ChatPage,
+    ChatSync,
+    MessagePage,
+    NewMessage,
+    Revision,
+    Storage,
+)
 
 # A retry (same clientMessageId) of a message this recent may follow a node that died between
 # the commit and the fan-out: unless the fan-out saw the message go out, it goes out again, with
@@ -111,6 +120,7 @@ class ChatService:
         self._typing: dict[tuple[str, int], _Typing] = {}
         self._typing_tokens = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self.edits = Edits(storage, notifier, clock, limits)
 
     # -- chats ---------------------------------------------------------------------------------
 
@@ -210,6 +220,17 @@ class ChatService:
                 log.warning("typing_stop_failed", error=exc.message)
         return result.message
 
+    async def edit(self, user_id: int, p: MessageEdit, *, chat_id: str | None = None) -> Message:
+        """`message:edit` and the REST edit: the new text goes through the contact check of the
+        message's chat, as a send's does, then the edit's own rules (edits.py)."""
+        screened: Revision | None = None
+        if self._contacts is not None:
+            text = clean_text(p.text, self._limits.max_message_length)
+            verdict = await self._contacts.screen_edit(user_id, p.message_id, text)
+            if verdict is not None:
+                screened = Revision(verdict.text, verdict.moderation, verdict.original_text)
+        return await self.edits.edit(user_id, p, chat_id=chat_id, screened=screened)
+
     async def history(self, user_id: int, q: HistoryQuery) -> MessagePage:
         if q.before is not None and q.after is not None:
             raise ValidationFailed("before: cannot be combined with after")
@@ -219,7 +240,7 @@ class ChatService:
     async def sync(self, user_id: int, q: SyncQuery) -> list[ChatSync]:
         for chat_id in q.chats or {}:
             await self.participants(user_id, chat_id)
-        return list(await self.storage.sync(user_id, q.chats, q.limit))
+        return list(await self.storage.sync(user_id, q.seqs(), q.limit, q.revs()))
 
     async def read(self, user_id: int, p: MessageRead) -> ReadReceipt:
         parts = await self.participants(user_id, p.chat_id)

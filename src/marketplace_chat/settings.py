@@ -192,6 +192,12 @@ class LimitSettings(BaseSettings):
     rate_limit_typing_window_s: PositiveFloat = 10.0
     rate_limit_refresh: int = Field(default=10, ge=0)
     rate_limit_refresh_window_s: PositiveFloat = 60.0
+    # Edits and deletes together share one budget per user.
+    rate_limit_edits: int = Field(default=30, ge=0)
+    rate_limit_edits_window_s: PositiveFloat = 60.0
+    # How long after `createdAt` the sender may still edit a message; 0 turns edits off. Ten
+    # years at most: beyond that "forever" is meant, and the sum must stay a real date.
+    edit_window_s: float = Field(default=900.0, ge=0, le=315_360_000)
     # Per socket: events handled at once, and events waiting behind them; past both, refused.
     max_events_in_flight: int = Field(default=4, ge=0)
     max_events_queued: int = Field(default=256, ge=0)

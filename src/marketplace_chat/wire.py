@@ -109,11 +109,20 @@ class HistoryPage(Out):
 
 
 class ChatCatchUp(Out):
-    """One chat's messages after the given `seq`."""
+    """One chat's messages after the given `seq`; for a chat given as `{ seq, rev }`, also the
+    messages up to that seq edited or deleted after that rev (`changed`, oldest change first),
+    whether more changed ones wait (`changedHasMore`), and the chat's `rev` now."""
 
     chat_id: ChatId
     messages: list[Message]
     has_more: bool
+    changed: list[Message] | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_absent_when_unset
+    )
+    changed_has_more: bool | SkipJsonSchema[None] = Field(
+        default=None, json_schema_extra=_absent_when_unset
+    )
+    rev: Rev | SkipJsonSchema[None] = Field(default=None, json_schema_extra=_absent_when_unset)
 
 
 class SyncResult(Out):
@@ -127,6 +136,23 @@ class ReadPointer(Out):
     message_id: MessageId
     seq: Seq
     read_at: Timestamp
+
+
+class MessageDeleted(Out):
+    """The ack of `message:delete`."""
+
+    chat_id: ChatId
+    message_id: MessageId
+    deleted_at: Timestamp
+
+
+class MessageTombstone(Out):
+    """`message:deleted`: a message became a tombstone (`text` `""`), keeping its `seq`."""
+
+    chat_id: ChatId
+    message_id: MessageId
+    seq: Seq
+    deleted_at: Timestamp
 
 
 class ResponseStats(Out):

@@ -6,7 +6,7 @@ import asyncio
 import random
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,7 +21,16 @@ from marketplace_chat.models import (
 )
 from marketplace_chat.realtime.limits import Budget
 from marketplace_chat.realtime.presence import Arrival
-from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage, NewMessage
+from marketplace_chat.storage.base import (
+    Changed,
+    ChatPage,
+    ChatSync,
+    Check,
+    MessagePage,
+    NewMessage,
+    Revision,
+    Target,
+)
 
 
 def new_user_id() -> int:
@@ -93,6 +102,11 @@ class _StoredChat:
     updated_at: datetime
     messages: list[Message] = field(default_factory=list)
     read_seq: dict[int, ReadReceipt] = field(default_factory=dict)
+    rev: int = 0
+    blocked: bool = False
+    # per message id: the text as sent, where it differs from `text`, and the replaced texts
+    originals: dict[str, str] = field(default_factory=dict)
+    revisions: dict[str, list[str]] = field(default_factory=dict)
 
 
 class MemoryStorage:
@@ -105,7 +119,11 @@ class MemoryStorage:
     def _view(self, chat: _StoredChat, viewer: int) -> Chat:
         read = chat.read_seq.get(viewer)
         after = read.seq if read else 0
-        unread = sum(1 for m in chat.messages if m.seq > after and m.sender_id != viewer)
+        unread = sum(
+            1
+            for m in chat.messages
+            if m.seq > after and m.sender_id != viewer and m.deleted_at is None
+        )
         return Chat(
             id=chat.id,
             buyer_id=chat.buyer_id,
@@ -116,6 +134,8 @@ class MemoryStorage:
             last_message=chat.messages[-1] if chat.messages else None,
             unread_count=unread,
             last_seq=len(chat.messages),
+            rev=chat.rev,
+            blocked=chat.blocked,
         )
 
     async def participants(self, chat_id: str) -> Participants | None:
@@ -150,6 +170,7 @@ class MemoryStorage:
                 and old.client_message_id == message.client_message_id
             ):
                 return SendResult(old, created=False)
+        chat.rev += 1
         stored = Message(
             id=message.id,
             chat_id=chat.id,
@@ -160,6 +181,7 @@ class MemoryStorage:
             client_message_id=message.client_message_id,
             created_at=message.created_at,
             moderation=message.moderation,
+            rev=chat.rev,
         )
         chat.messages.append(stored)
         chat.updated_at = message.created_at
@@ -179,12 +201,80 @@ class MemoryStorage:
         return MessagePage(messages[-limit:], len(messages) > limit)
 
     async def sync(
-        self, user_id: int, since: Mapping[str, int] | None, limit: int
+        self,
+        user_id: int,
+        since: Mapping[str, int] | None,
+        limit: int,
+        revs: Mapping[str, int] | None = None,
     ) -> Sequence[ChatSync]:
-        return [
-            ChatSync(chat_id, self.chats[chat_id].messages[seq : seq + limit], False)
-            for chat_id, seq in (since or {}).items()
-        ]
+        answers = []
+        for chat_id, seq in (since or {}).items():
+            chat = self.chats[chat_id]
+            fresh = chat.messages[seq:]
+            answer = ChatSync(chat_id, fresh[:limit], len(fresh) > limit)
+            if revs is not None and chat_id in revs:
+                changed = sorted(
+                    (
+                        m
+                        for m in chat.messages[:seq]
+                        if m.rev > revs[chat_id] and (m.edited_at or m.deleted_at)
+                    ),
+                    key=lambda m: m.rev,
+                )
+                answer = replace(
+                    answer,
+                    changed=changed[:limit],
+                    changed_has_more=len(changed) > limit,
+                    rev=chat.rev,
+                )
+            answers.append(answer)
+        return answers
+
+    def _target(self, message_id: str) -> tuple[_StoredChat, int, Target] | None:
+        for chat in self.chats.values():
+            for index, m in enumerate(chat.messages):
+                if m.id == message_id:
+                    parts = Participants(chat.id, chat.buyer_id, chat.seller_id)
+                    original = chat.originals.get(m.id, m.text)
+                    return chat, index, Target(m, parts, chat.blocked, original)
+        return None
+
+    async def edit_message(
+        self, message_id: str, revision: Revision, now: datetime, check: Check
+    ) -> Changed | None:
+        found = self._target(message_id)
+        if found is None:
+            return None
+        chat, index, target = found
+        if not check(target):
+            return Changed(target, target.message, changed=False)
+        chat.rev += 1
+        chat.revisions.setdefault(message_id, []).append(target.original)
+        chat.originals.pop(message_id, None)
+        if revision.original_text is not None:
+            chat.originals[message_id] = revision.original_text
+        edited = replace(
+            target.message,
+            text=revision.text,
+            moderation=revision.moderation,
+            edited_at=now,
+            rev=chat.rev,
+        )
+        chat.messages[index] = edited
+        return Changed(target, edited, changed=True)
+
+    async def delete_message(self, message_id: str, now: datetime, check: Check) -> Changed | None:
+        found = self._target(message_id)
+        if found is None:
+            return None
+        chat, index, target = found
+        if not check(target):
+            return Changed(target, target.message, changed=False)
+        chat.rev += 1
+        chat.originals[message_id] = target.original
+        tombstone = replace(target.message, text="", moderation=None, deleted_at=now, rev=chat.rev)
+        chat.messages[index] = tombstone
+        return Changed(target, tombstone, changed=True)
 
     async def mark_read(
         self, chat_id: str, user_id: int, message_id: str, now: datetime

@@ -407,3 +407,35 @@ def test_bad_contact_settings_are_named_by_their_variable(monkeypatch: pytest.Mo
         p.startswith("CONTACT_ALLOWED_HOSTS: 'https://shop.example/' is not a host name")
         for p in problems
     ), problems
+
+
+class Authors:
+    def __init__(self, known: dict[str, tuple[str, int]]) -> None:
+        self.known = known
+
+    async def message_author(self, message_id: str) -> tuple[str, int] | None:
+        return self.known.get(message_id)
+
+
+async def test_an_edit_is_screened_in_its_message_s_chat_and_only_for_its_sender() -> None:
+    attempts = Attempts()
+    g = ContactGuard(
+        DETECTOR,
+        Policy.MASK,
+        Own({"strict": "block"}),
+        attempts,
+        Recent(),
+        FakeClock(),
+        Authors({"m1": ("open", 7), "m2": ("strict", 7)}),
+    )
+    masked = await g.screen_edit(7, "m1", "mail ivan@mail.ru")
+    assert masked is not None
+    assert masked.text == "mail [hidden]"
+    assert masked.original_text == "mail ivan@mail.ru"
+    with pytest.raises(ContactNotAllowed, match="email"):
+        await g.screen_edit(7, "m2", "mail ivan@mail.ru")
+    assert [a.chat_id for a in attempts.stored] == ["strict"]
+    # Not the sender, or no such message: the edit's own rules answer; nothing is kept.
+    assert await g.screen_edit(8, "m2", "mail ivan@mail.ru") is None
+    assert await g.screen_edit(7, "nope", "mail ivan@mail.ru") is None
+    assert len(attempts.stored) == 1

@@ -20,7 +20,9 @@ from marketplace_chat.models import (
     ChatRef,
     ChatsQuery,
     HistoryQuery,
+    MessageEdit,
     MessageRead,
+    MessageRef,
     MessageSend,
     UserRef,
     parse,
@@ -45,9 +47,11 @@ Limit = Annotated[
     ),
 ]
 MessageId = Annotated[str | None, Query(description="a message id (UUID)")]
+MessageIdPath = Annotated[str, Path(alias="messageId", description="a message id (UUID)")]
 
 READ_ERRORS = schemas.error_responses(401, 403, 404, 422, 429, 500, 503)
 WRITE_ERRORS = schemas.error_responses(401, 403, 404, 413, 422, 429, 500, 503)
+EDIT_ERRORS = schemas.error_responses(401, 403, 404, 409, 413, 422, 429, 500, 503)
 
 
 def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
@@ -156,6 +160,46 @@ def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
         p = parse(MessageRead, {**_without_chat_id(await json_object(request)), "chatId": chat_id})
         return (await service.read(user, p)).to_wire(with_user=False)
 
+    # -- edits and deletes ---------------------------------------------------------------------
+
+    @router.patch(
+        "/chats/{chatId}/messages/{messageId}",
+        response_model=None,
+        responses={200: {"model": schemas.Message}, **EDIT_ERRORS},
+        openapi_extra=schemas.request_body(
+            MessageEdit, example={"text": "Is it still available today?"}, path=("messageId",)
+        ),
+    )
+    async def edit(
+        user: User, request: Request, chat_id: ChatIdPath, message_id: MessageIdPath
+    ) -> dict[str, Any]:
+        """Replace the text of the caller's own message, within the edit window; both
+        participants get `message:updated`."""
+        await service.admit_event(user, "message:edit")
+        body = _without(await json_object(request), "chatId", "messageId")
+        ref = await _own_chat(user, chat_id)
+        p = parse(MessageEdit, {**body, "messageId": message_id})
+        return (await service.edit(user, p, chat_id=ref.chat_id)).to_wire()
+
+    @router.delete(
+        "/chats/{chatId}/messages/{messageId}",
+        response_model=None,
+        responses={200: {"model": schemas.MessageDeleted}, **WRITE_ERRORS},
+    )
+    async def delete(user: User, chat_id: ChatIdPath, message_id: MessageIdPath) -> dict[str, Any]:
+        """Delete the caller's own message, leaving a tombstone; both participants get
+        `message:deleted`. A second delete answers as the first."""
+        await service.admit_event(user, "message:delete")
+        ref = await _own_chat(user, chat_id)
+        p = parse(MessageRef, {"messageId": message_id})
+        return (await service.edits.delete(user, p, chat_id=ref.chat_id)).to_wire()
+
+    async def _own_chat(user: int, chat_id: str) -> ChatRef:
+        """The path's chat, which must be the caller's: NOT_FOUND, FORBIDDEN as a send."""
+        ref = parse(ChatRef, {"chatId": chat_id})
+        await service.participants(user, ref.chat_id)
+        return ref
+
     @router.get(
         "/users/{userId}/response-stats",
         response_model=None,
@@ -177,4 +221,11 @@ def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
 def _without_chat_id(body: dict[str, object]) -> dict[str, object]:
     if "chatId" in body:
         raise ValidationFailed("chatId: give it in the path")
+    return body
+
+
+def _without(body: dict[str, object], *path: str) -> dict[str, object]:
+    for name in path:
+        if name in body:
+            raise ValidationFailed(f"{name}: give it in the path")
     return body

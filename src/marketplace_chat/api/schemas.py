@@ -23,6 +23,7 @@ ChatsPage = wire.ChatsPage
 HistoryPage = wire.HistoryPage
 ReadPointer = wire.ReadPointer
 ResponseStats = wire.ResponseStats
+MessageDeleted = wire.MessageDeleted
 
 
 class Error(BaseModel):
@@ -39,6 +40,7 @@ ERROR_STATUSES = {
     401: "TOKEN_REQUIRED, TOKEN_INVALID or TOKEN_EXPIRED",
     403: "FORBIDDEN: not a participant of the chat",
     404: "NOT_FOUND",
+    409: "EDIT_WINDOW_CLOSED: the message is older than the edit window",
     413: "VALIDATION_ERROR: the body is larger than MAX_REQUEST_BODY_BYTES",
     422: "VALIDATION_ERROR: the message names the field",
     429: "RATE_LIMITED, with retryAfterMs",

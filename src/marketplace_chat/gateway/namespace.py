@@ -29,7 +29,9 @@ from marketplace_chat.models import (
     ChatRef,
     ChatsQuery,
     HistoryQuery,
+    MessageEdit,
     MessageRead,
+    MessageRef,
     MessageSend,
     SyncQuery,
     TokenRefresh,
@@ -83,6 +85,8 @@ class ChatNamespace:
             "typing:start": self._typing_start,
             "typing:stop": self._typing_stop,
             "users:online": self._users_online,
+            "message:edit": self._message_edit,
+            "message:delete": self._message_delete,
         }
         sio.on("connect", self._connect, namespace=NAMESPACE)
         sio.on("disconnect", self._disconnect, namespace=NAMESPACE)
@@ -336,16 +340,7 @@ class ChatNamespace:
 
     async def _messages_sync(self, session: SocketSession, data: object) -> dict[str, Any]:
         synced = await self._service.sync(session.user_id, parse(SyncQuery, data))
-        return {
-            "chats": [
-                {
-                    "chatId": s.chat_id,
-                    "messages": [m.to_wire() for m in s.messages],
-                    "hasMore": s.has_more,
-                }
-                for s in synced
-            ]
-        }
+        return {"chats": [s.to_wire() for s in synced]}
 
     async def _message_read(self, session: SocketSession, data: object) -> dict[str, Any]:
         receipt = await self._service.read(session.user_id, parse(MessageRead, data))
@@ -366,3 +361,13 @@ class ChatNamespace:
         body = {"userIds": online}
         await self._sio.emit("users:online", body, to=session.sid, namespace=NAMESPACE)
         return body
+
+    # -- edits and deletes ---------------------------------------------------------------------
+
+    async def _message_edit(self, session: SocketSession, data: object) -> dict[str, Any]:
+        message = await self._service.edit(session.user_id, parse(MessageEdit, data))
+        return message.to_wire()
+
+    async def _message_delete(self, session: SocketSession, data: object) -> dict[str, Any]:
+        deletion = await self._service.edits.delete(session.user_id, parse(MessageRef, data))
+        return deletion.to_wire()

@@ -5,9 +5,9 @@ Two shapes, one key per user and action:
   the small, exact limits the clients were promised (`message:send`, `chat:create`): at most
   `limit` in any window.
 - `budget:{name}:{userId}`: a budget for every other event (reads, receipts, typing, token
-  refreshes): a string holding one time (GCRA), so that a generous budget costs one short key
-  however large it is. A full budget takes a burst of `size` events and refills at `size` per
-  window.
+  refreshes, edits and deletes): a string holding one time (GCRA), so that a generous budget
+  costs one short key however large it is. A full budget takes a burst of `size` events and
+  refills at `size` per window.
 
 Both read Redis's own clock, so nodes with skewed clocks agree, and both run in one script, which
 decides every action that arrived while the previous run was in flight. A refusal is remembered
@@ -90,6 +90,8 @@ READ_EVENTS = (
     "chat:leave",
 )
 
+EDIT_EVENTS = ("message:edit", "message:delete")
+
 
 def event_budgets(limits: LimitSettings) -> dict[str, Budget]:
     """The budget each client event draws on. The reads share one generous budget, since a
@@ -97,6 +99,8 @@ def event_budgets(limits: LimitSettings) -> dict[str, Budget]:
     are absent because their use cases keep their own sliding logs."""
     reads = Budget("reads", limits.rate_limit_reads, limits.rate_limit_reads_window_s)
     typing = Budget("typing", limits.rate_limit_typing, limits.rate_limit_typing_window_s)
+    # Edits and deletes share one budget: each rewrites a stored message and tells both users.
+    edits = Budget("edits", limits.rate_limit_edits, limits.rate_limit_edits_window_s)
     return {
         **dict.fromkeys(READ_EVENTS, reads),
         "message:read": Budget(
@@ -107,6 +111,7 @@ def event_budgets(limits: LimitSettings) -> dict[str, Budget]:
         "auth:refresh-token": Budget(
             "refresh", limits.rate_limit_refresh, limits.rate_limit_refresh_window_s
         ),
+        **dict.fromkeys(EDIT_EVENTS, edits),
     }
 
 

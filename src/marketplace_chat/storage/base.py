@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from marketplace_chat.models import (
     Chat,
@@ -58,6 +58,60 @@ class ChatSync:
     chat_id: str
     messages: list[Message]
     has_more: bool
+    # Only for a chat the client named with its revision: the messages up to its seq changed
+    # since (oldest change first, at most the page size), whether more changed, and the chat's
+    # revision as of this answer.
+    changed: list[Message] | None = None
+    changed_has_more: bool = False
+    rev: int | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """One chat of a `messages:sync` answer: `changed`, `changedHasMore` and `rev` only for
+        a chat the client named with its revision, so that the plain form's answer stays as
+        it was."""
+        body: dict[str, Any] = {
+            "chatId": self.chat_id,
+            "messages": [m.to_wire() for m in self.messages],
+            "hasMore": self.has_more,
+        }
+        if self.changed is not None:
+            body["changed"] = [m.to_wire() for m in self.changed]
+            body["changedHasMore"] = self.changed_has_more
+            body["rev"] = self.rev
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Revision:
+    """An edit's text as it is to be stored: `text` as shown (the contact check's masked form
+    where it masked), `original_text` the text as sent when that differs, and `moderation` what
+    the check did."""
+
+    text: str
+    moderation: Moderation | None = None
+    original_text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A message about to be edited or deleted, read while its chat is locked."""
+
+    message: Message
+    participants: Participants
+    blocked: bool
+    original: str  # the text as sent: what moderators see of it
+
+
+# The rules of a change, given the target: raise a `ChatError` to refuse it (nothing is
+# written), return False when there is nothing to write (a second delete, say).
+Check = Callable[[Target], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    target: Target
+    message: Message  # as it is now
+    changed: bool  # False when the check found nothing to write
 
 
 class Storage(Protocol):
@@ -92,8 +146,26 @@ class Storage(Protocol):
     ) -> MessagePage: ...
 
     async def sync(
-        self, user_id: int, since: Mapping[str, int] | None, limit: int
-    ) -> Sequence[ChatSync]: ...
+        self,
+        user_id: int,
+        since: Mapping[str, int] | None,
+        limit: int,
+        revs: Mapping[str, int] | None = None,
+    ) -> Sequence[ChatSync]:
+        """Per chat, the messages after the seq given (or after the read pointer); for the
+        chats in `revs`, also the messages up to that seq changed after that revision."""
+        ...
+
+    async def edit_message(
+        self, message_id: str, revision: Revision, now: datetime, check: Check
+    ) -> Changed | None:
+        """In one transaction with the chat locked: the chat's rev bumped, the previous text
+        kept as a revision, the new one written (and its outbox event). None: no such message."""
+        ...
+
+    async def delete_message(self, message_id: str, now: datetime, check: Check) -> Changed | None:
+        """Like an edit, leaving a tombstone; None: no such message."""
+        ...
 
     async def mark_read(
         self, chat_id: str, user_id: int, message_id: str, now: datetime

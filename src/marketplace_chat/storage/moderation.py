@@ -59,6 +59,13 @@ class ModerationStore:
             )
         return value
 
+    async def message_author(self, message_id: str) -> tuple[str, int] | None:
+        async with self._conn() as conn:
+            row = await conn.fetchrow(
+                "SELECT chat_id, sender_id FROM chat.messages WHERE id = $1", message_id
+            )
+        return (str(row["chat_id"]), row["sender_id"]) if row is not None else None
+
     async def set_contact_policy(self, chat_id: str, policy: str | None) -> bool:
         """False when there is no such chat."""
         async with self._conn() as conn:

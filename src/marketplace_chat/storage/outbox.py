@@ -123,10 +123,14 @@ UPDATE chat.outbox o
  WHERE o.id = s.id AND o.lease_token = s.token
 """
 
+# Deleted messages are not unread (see postgres.CHAT_SELECT).
 REMINDER_STATE = f"""
 SELECT COALESCE(r.seq, 0) AS read_seq,
        (SELECT count(*) FROM chat.messages u
-         WHERE u.chat_id = $1 AND u.seq > COALESCE(r.seq, 0) AND u.sender_id <> $2) AS unread,
+         WHERE u.chat_id = $1 AND u.seq > COALESCE(r.seq, 0) AND u.sender_id <> $2)
+     - (SELECT count(*) FROM chat.messages d
+         WHERE d.chat_id = $1 AND d.deleted_at IS NOT NULL
+           AND d.seq > COALESCE(r.seq, 0) AND d.sender_id <> $2) AS unread,
        m.*
   FROM chat.chats c
   LEFT JOIN chat.read_pointers r ON r.chat_id = c.id AND r.user_id = $2

@@ -22,12 +22,16 @@ from marketplace_chat.models import (
     ResponseStats,
     SendResult,
 )
+from marketplace_chat.storage import revisions
 from marketplace_chat.storage.base import (
+    Changed,
     ChatPage,
     ChatSync,
+    Check,
     EventPolicy,
     MessagePage,
     NewMessage,
+    Revision,
 )
 from marketplace_chat.storage.group_commit import BLOCKED, GroupCommitter
 from marketplace_chat.storage.outbox_sql import ISO, OUTBOX_CTES
@@ -40,7 +44,9 @@ from marketplace_chat.storage.rows import message_from_row as _message
 PARTICIPANTS_CACHE_SIZE = 100_000
 
 
-# A chat as one viewer ($2) sees it; the unread count reads only the (chat_id, seq) index.
+# A chat as one viewer ($2) sees it. The unread count reads only the (chat_id, seq) index, less
+# the deleted messages among them, found through the index of changed messages (which holds only
+# edited and deleted ones: for most chats one probe that finds nothing).
 CHAT_SELECT = """
 SELECT c.id, c.buyer_id, c.seller_id, c.created_at, c.updated_at, c.last_seq, c.rev, c.blocked,
        ctx.product_id AS ctx_product_id,
@@ -50,7 +56,10 @@ SELECT c.id, c.buyer_id, c.seller_id, c.created_at, c.updated_at, c.last_seq, c.
        m.deleted_at AS m_deleted_at, m.moderation_action AS m_moderation_action,
        m.moderation_categories AS m_moderation_categories,
        (SELECT count(*) FROM chat.messages u
-         WHERE u.chat_id = c.id AND u.seq > COALESCE(r.seq, 0) AND u.sender_id <> $2) AS unread
+         WHERE u.chat_id = c.id AND u.seq > COALESCE(r.seq, 0) AND u.sender_id <> $2)
+     - (SELECT count(*) FROM chat.messages d
+         WHERE d.chat_id = c.id AND d.deleted_at IS NOT NULL
+           AND d.seq > COALESCE(r.seq, 0) AND d.sender_id <> $2) AS unread
 """
 CHAT_JOINS = """
 LEFT JOIN chat.chat_context ctx ON ctx.chat_id = c.id
@@ -142,22 +151,39 @@ WITH ctx AS (
 UPDATE chat.chats SET updated_at = $3 WHERE id = $1
 """
 
+# $1 user, $2/$3/$5 the listed chats with their seq and (NULL for the plain form) rev, $4 the page
+# size + 1. The new messages of each chat, then (`changed`) for the chats listed with a rev the
+# messages up to their seq edited or deleted after it, oldest change first, from the index of
+# changed messages; one statement, so both parts and the chat's rev are of one moment.
 SYNC = f"""
 WITH mine AS (
-  SELECT c.id, c.last_seq, COALESCE(s.seq, r.seq, 0) AS from_seq, s.seq IS NOT NULL AS listed
+  SELECT c.id, c.last_seq, c.rev, COALESCE(s.seq, r.seq, 0) AS from_seq,
+         s.seq IS NOT NULL AS listed, s.rev AS since_rev
     FROM chat.chats c
-    LEFT JOIN unnest($2::uuid[], $3::int[]) AS s(chat_id, seq) ON s.chat_id = c.id
+    LEFT JOIN unnest($2::uuid[], $3::bigint[], $5::bigint[]) AS s(chat_id, seq, rev)
+      ON s.chat_id = c.id
     LEFT JOIN chat.read_pointers r ON r.chat_id = c.id AND r.user_id = $1
    WHERE c.buyer_id = $1 OR c.seller_id = $1
 )
-SELECT mine.id AS sync_chat_id, m.*
+SELECT mine.id AS sync_chat_id, mine.rev AS chat_rev, mine.since_rev, false AS changed,
+       m.seq AS ord, m.*
   FROM mine
   LEFT JOIN LATERAL (
     SELECT {MESSAGE_COLUMNS} FROM chat.messages
      WHERE chat_id = mine.id AND seq > mine.from_seq ORDER BY seq LIMIT $4
   ) m ON true
  WHERE mine.listed OR mine.last_seq > mine.from_seq
- ORDER BY mine.id, m.seq
+UNION ALL
+SELECT mine.id, mine.rev, mine.since_rev, true, m.rev, m.*
+  FROM mine
+  JOIN LATERAL (
+    SELECT {MESSAGE_COLUMNS} FROM chat.messages
+     WHERE chat_id = mine.id AND rev > mine.since_rev AND seq <= mine.from_seq
+       AND (edited_at IS NOT NULL OR deleted_at IS NOT NULL)
+     ORDER BY rev LIMIT $4
+  ) m ON true
+ WHERE mine.since_rev IS NOT NULL
+ ORDER BY 1, 4, 5
 """
 
 
@@ -423,9 +449,13 @@ class PostgresStorage:
         return MessagePage(page, len(rows) > limit)
 
     async def sync(
-        self, user_id: int, since: Mapping[str, int] | None, limit: int
+        self,
+        user_id: int,
+        since: Mapping[str, int] | None,
+        limit: int,
+        revs: Mapping[str, int] | None = None,
     ) -> Sequence[ChatSync]:
-        since = since or {}
+        since, revs = since or {}, revs or {}
         async with self._conn() as conn:
             rows = await conn.fetch(
                 SYNC,
@@ -433,16 +463,45 @@ class PostgresStorage:
                 list(since),
                 list(since.values()),
                 limit + 1,
+                [revs.get(chat_id) for chat_id in since],
             )
-        grouped: dict[str, list[Message]] = {}
+        fresh: dict[str, list[Message]] = {}
+        changed: dict[str, list[Message]] = {}
+        chat_revs: dict[str, int] = {}
         for row in rows:
-            messages = grouped.setdefault(str(row["sync_chat_id"]), [])
+            chat_id = str(row["sync_chat_id"])
+            if row["since_rev"] is not None:
+                chat_revs[chat_id] = row["chat_rev"]
+                changed.setdefault(chat_id, [])
+            if row["changed"]:
+                changed[chat_id].append(_message(row))
+                continue
+            messages = fresh.setdefault(chat_id, [])
             if row["id"] is not None:
                 messages.append(_message(row))
         return [
-            ChatSync(chat_id, messages[:limit], len(messages) > limit)
-            for chat_id, messages in grouped.items()
+            ChatSync(
+                chat_id,
+                messages[:limit],
+                len(messages) > limit,
+                changed=changed[chat_id][:limit] if chat_id in chat_revs else None,
+                changed_has_more=len(changed.get(chat_id, ())) > limit,
+                rev=chat_revs.get(chat_id),
+            )
+            for chat_id, messages in fresh.items()
         ]
+
+    # -- edits and deletes ---------------------------------------------------------------------
+
+    async def edit_message(
+        self, message_id: str, revision: Revision, now: datetime, check: Check
+    ) -> Changed | None:
+        async with self._conn() as conn:
+            return await revisions.edit(conn, message_id, revision, now, check, self.events.enabled)
+
+    async def delete_message(self, message_id: str, now: datetime, check: Check) -> Changed | None:
+        async with self._conn() as conn:
+            return await revisions.delete(conn, message_id, now, check, self.events.enabled)
 
     async def mark_read(
         self, chat_id: str, user_id: int, message_id: str, now: datetime
