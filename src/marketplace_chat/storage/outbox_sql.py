@@ -48,7 +48,9 @@ OUTBOX_CTES = f""", events AS (
 )"""
 
 # A message the `flag` policy let through is reported to marketplace-api as it was sent (its
-# text is unchanged), in the same statement as the message and its other events.
+# text is unchanged), in the same statement as the message and its other events. It goes in
+# front of them: PostgreSQL runs the data-modifying CTEs nobody reads last one first, so this
+# one inserts after `message.created` and comes after it in its chat's lane (a test holds it).
 FLAGGED_EVENTS_CTE = f""", flagged AS (
   INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)
   SELECT gen_random_uuid(), 'message.flagged', c.chat_id, c.chat_id,
@@ -57,4 +59,4 @@ FLAGGED_EVENTS_CTE = f""", flagged AS (
          c.created_at, c.created_at
     FROM created c WHERE c.moderation_action = 'flagged' ORDER BY c.chat_id, c.seq
 )"""
-OUTBOX_CTES += FLAGGED_EVENTS_CTE
+OUTBOX_CTES = FLAGGED_EVENTS_CTE + OUTBOX_CTES
