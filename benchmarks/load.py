@@ -1,7 +1,8 @@
 """Load benchmark of marketplace-chat: the real service on one core, the official Socket.IO
 client on the other.
 
-    .venv/bin/python benchmarks/load.py [--scenario closed|open|flood|idle|connect|webhooks|all]
+    .venv/bin/python benchmarks/load.py [--scenario closed|open|flood|idle|connect|webhooks|
+                                                    contacts|all]
                                         [--duration S]
                                         [--pairs N] [--json PATH] [--profile]
 
@@ -24,6 +25,8 @@ Scenarios:
   webhooks the closed loop again with webhooks on (a local receiver answering 200; target: 90%
            of the closed loop's throughput without them), then the dispatcher alone on a backlog
            of 20,000 events of 2,000 chats (target: 2,000 events/s delivered)
+  contacts the closed loop with CONTACT_POLICY=off and with the default (mask; target: 95% of
+           the throughput with off), and with mask on a text with digits (figure only)
 
 Never part of the test suite. Users are fresh random ids on every run, so runs share no data.
 """
@@ -88,6 +91,7 @@ SCRUBBED_PREFIXES = (
     "MAX_SOCKETS",
     "TYPING_",
     "CORS_",
+    "CONTACT_",
 )
 
 # The issue's targets.
@@ -757,7 +761,12 @@ def top_frames(collapsed: Path, n: int = 20) -> dict[str, Any]:
 
 
 async def message_scenario(
-    ctx: Context, mode: str, *, label: str | None = None, env: dict[str, str] | None = None
+    ctx: Context,
+    mode: str,
+    *,
+    label: str | None = None,
+    env: dict[str, str] | None = None,
+    text: str = MESSAGE_TEXT,
 ) -> dict[str, Any]:
     """One closed, open or flood run; `label` names a variant (its results, log and rows) whose
     server gets `env` over the scenario's own settings."""
@@ -806,7 +815,7 @@ async def message_scenario(
             "durationMs": int(args.duration * 1000),
             "drainMs": int(DRAIN_S * 1000),
             "ratePerPair": args.rate,
-            "text": MESSAGE_TEXT,
+            "text": text,
             "flooder": flooder.wire(),
             "victim": victim.id,
             "floodSockets": FLOOD_SOCKETS,
@@ -1254,6 +1263,44 @@ async def idle_scenario(ctx: Context) -> None:
 # -- output ---------------------------------------------------------------------------------------
 
 
+# -- contact policies ----------------------------------------------------------------------------
+
+CONTACTS_MIN_RATIO = 0.95  # the closed loop with the contact check keeps 95% of it without
+# A text with digits: the detector reads it whole and the split-number memory costs a Redis call.
+NUMBER_TEXT = "Can you do 1500 for it? I could pick it up tomorrow after 18:30."
+
+
+async def contacts_scenario(ctx: Context) -> None:
+    """The closed loop with CONTACT_POLICY=off, with the default (mask), and with the default on
+    a text with digits (the detector's whole pass and the split-number memory in Redis)."""
+    off = await message_scenario(
+        ctx, "closed", label="contact policy off", env={"CONTACT_POLICY": "off"}
+    )
+    on = ctx.results.get("closed") or await message_scenario(ctx, "closed")
+    digits = await message_scenario(
+        ctx, "closed", label="contact policy mask, digits", text=NUMBER_TEXT
+    )
+    ratio = on["ackedPerS"] / off["ackedPerS"] if off.get("ackedPerS") else 0.0
+    digits_ratio = digits["ackedPerS"] / off["ackedPerS"] if off.get("ackedPerS") else 0.0
+    ctx.results["contacts"] = {
+        "offPerS": off["ackedPerS"],
+        "maskPerS": on["ackedPerS"],
+        "maskDigitsPerS": digits["ackedPerS"],
+        "ratio": round(ratio, 3),
+        "digitsRatio": round(digits_ratio, 3),
+    }
+    ctx.rows += [
+        Row(
+            "contact check: closed loop",
+            f"{on['ackedPerS']:,.0f} acked msg/s with CONTACT_POLICY=mask, "
+            f"{off['ackedPerS']:,.0f} with off ({100 * ratio:.1f}%); a text with digits: "
+            f"{digits['ackedPerS']:,.0f} ({100 * digits_ratio:.1f}%)",
+            f">= {100 * CONTACTS_MIN_RATIO:.0f}% of the throughput with off",
+            verdict(ratio >= CONTACTS_MIN_RATIO),
+        ),
+    ]
+
+
 # -- webhooks ------------------------------------------------------------------------------------
 
 WEBHOOKS_MIN_RATIO = 0.9  # the closed loop with webhooks on keeps 90% of its throughput
@@ -1511,7 +1558,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
         "--scenario",
-        choices=("closed", "open", "flood", "idle", "connect", "webhooks", "all"),
+        choices=("closed", "open", "flood", "idle", "connect", "webhooks", "contacts", "all"),
         default="all",
     )
     p.add_argument("--duration", type=float, default=20.0, help="measured seconds (default 20)")
@@ -1598,7 +1645,7 @@ async def amain(args: argparse.Namespace) -> int:
     with contextlib.suppress(OSError):
         os.sched_setaffinity(0, {LOADGEN_CORE})
     scenarios = (
-        ["closed", "open", "flood", "connect", "idle", "webhooks"]
+        ["closed", "open", "flood", "connect", "idle", "webhooks", "contacts"]
         if args.scenario == "all"
         else [args.scenario]
     )
@@ -1625,6 +1672,8 @@ async def amain(args: argparse.Namespace) -> int:
                     await connect_scenario(ctx)
                 elif name == "webhooks":
                     await webhooks_scenario(ctx)
+                elif name == "contacts":
+                    await contacts_scenario(ctx)
                 else:
                     await idle_scenario(ctx)
             except Exception as exc:  # one broken scenario must not hide the others' figures

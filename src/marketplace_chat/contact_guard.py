@@ -21,6 +21,8 @@ from marketplace_chat.contact_policy import (
     Verdict,
     could_be_number_part,
     decide,
+    ends_like_number,
+    starts_like_number,
     worth_scanning,
 )
 from marketplace_chat.contacts import ContactDetector, Finding
@@ -123,7 +125,8 @@ class ContactGuard:
             # the message is still checked on its own, and the send goes on.
             log.warning("contact_split_check_skipped", error=exc.message)
             return []
-        if not previous:
+        # A number split over messages runs from the end of the previous one into this one.
+        if not previous or not ends_like_number(previous[-1]) or not starts_like_number(text):
             return []
         return list(self._detector.scan_split(previous, text).findings)
 

@@ -93,30 +93,41 @@ def decide(policy: Policy, text: str, findings: Sequence[Finding]) -> Verdict | 
 # -- the cheap questions -------------------------------------------------------------------------
 
 # Characters that cannot start or carry a contact detail on their own: letters of the two
-# alphabets the detector reads, spaces and the punctuation of ordinary sentences. Anything else
-# (a digit, '@', ':', '/', '_', '#', '+', brackets, symbols, emoji, other scripts, look-alike
+# alphabets the detector reads, ASCII digits, spaces and the punctuation of ordinary sentences.
+# Anything else (an '@', '/', '_', '#', '+', brackets, symbols, emoji, other scripts, look-alike
 # and invisible characters) sends the text to the detector.
-_PLAIN_RE = re.compile(r"[A-Za-zА-Яа-яЁё\s!?,;'\"().\-–—«»…’‘“”]*")
+_PLAIN_RE = re.compile(r"[A-Za-zА-Яа-яЁё0-9\s!?,;:'\"().\-–—«»…’‘“”]*")
 # A dot is harmless where it ends a sentence; one followed by anything but a space, the end or
 # more dots ("shop.ru", "Hi.Is") and one standing alone (" . ") may be part of a host.
 _RISKY_DOT_RE = re.compile(r"\.(?![\s.]|$)|\s\.\s")
 # "(a)" spells an at-sign; other spellings are words ("at", "собака") and listed below.
 _SPELT_AT_RE = re.compile(r"\(\s*[aа]\s*\)")
 _WORD_RE = re.compile(r"[a-zа-яё]+")
+# A word of two or more letters ends a run of digits, unless it is made of the letters the
+# detector reads as digits inside a number (Latin and Cyrillic o, Cyrillic ze).
+_RUN_BREAK_RE = re.compile(r"(?![oоз]+(?![a-zа-яё]))[a-zа-яё]{2,}")
+_DIGITISH = frozenset("0123456789oоз")
+MIN_PHONE_DIGITS = 7
 # fmt: off
 _SPELLINGS = frozenset({
     "at", "собака", "собачка", "sobaka", "sobachka", "эт", "dot", "точка", "тчк", "point",
-    "www", "http", "https",
+    "www", "http", "https", "ftp", "sgnl", "mailto",
 })
 # fmt: on
 _NUMBER_WORDS = frozenset(NUMBER_WORDS)
 _TRIGGER_WORDS = _NUMBER_WORDS | _SPELLINGS
 
 
+def _longest_digit_run(lowered: str) -> int:
+    """The most digits between two words: a phone needs `MIN_PHONE_DIGITS` of them with only
+    separators (or single letters) between, so "1500 for it, at 18:30" holds runs of 4."""
+    return max(sum(c in _DIGITISH for c in chunk) for chunk in _RUN_BREAK_RE.split(lowered))
+
+
 def worth_scanning(text: str) -> bool:
-    """False only for a text the detector cannot find anything in: nothing but letters, spaces
-    and sentence punctuation, no dot inside a word, no spelt-out '@' or '.', no number written
-    as words and no messenger's name."""
+    """False only for a text the detector cannot find anything in: nothing but letters, digits,
+    spaces and sentence punctuation, fewer than 7 digits between any two words, no dot inside a
+    word, no spelt-out '@' or '.', no number written as words and no messenger's name."""
     if _PLAIN_RE.fullmatch(text) is None:
         return True
     lowered = text.lower().replace("ё", "е")
@@ -126,14 +137,44 @@ def worth_scanning(text: str) -> bool:
         return True
     if not _TRIGGER_WORDS.isdisjoint(_WORD_RE.findall(lowered)):
         return True
+    if any(c.isdigit() for c in text) and _longest_digit_run(lowered) >= MIN_PHONE_DIGITS:
+        return True
     return MESSENGER_NAME_RE.search(lowered) is not None
 
 
-def could_be_number_part(text: str) -> bool:
-    """Whether the text may hold a piece of a phone number: a digit of any script, or a number
-    written as a word (Russian or English). Only such texts are remembered for the split-number
-    check, and only they pay its Redis round trip."""
-    if any(c.isdigit() for c in text):
+# What may stand between the pieces of a number: spaces and the separators phones are written with.
+_EDGE_STRIP = " \t\n\r.,;:!?-–—()[]+/_\"'«»"
+
+
+def _numberish_word(word: str) -> bool:
+    return word.lower().replace("ё", "е") in _NUMBER_WORDS
+
+
+def starts_like_number(text: str) -> bool:
+    """Whether the text may continue a number from the sender's previous message: it begins,
+    after separators, with a digit (of any script) or a number word."""
+    rest = text.lstrip(_EDGE_STRIP)
+    if not rest:
+        return False
+    if rest[0].isdigit():
         return True
-    lowered = text.lower().replace("ё", "е")
-    return not _NUMBER_WORDS.isdisjoint(_WORD_RE.findall(lowered))
+    match = _WORD_RE.match(rest.lower())
+    return match is not None and _numberish_word(match.group())
+
+
+def ends_like_number(text: str) -> bool:
+    """Whether a number may go on from the end of the text into the next message."""
+    rest = text.rstrip(_EDGE_STRIP)
+    if not rest:
+        return False
+    if rest[-1].isdigit():
+        return True
+    words = _WORD_RE.findall(rest[-20:].lower())
+    return bool(words) and rest[-1].isalpha() and _numberish_word(words[-1])
+
+
+def could_be_number_part(text: str) -> bool:
+    """Whether the text may be a piece of a phone number split over messages: it begins or ends
+    (after separators) with a digit of any script or a number word in Russian or English. Only
+    such texts pay the split check's Redis round trip."""
+    return starts_like_number(text) or ends_like_number(text)
