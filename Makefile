@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 JS     := tests/e2e/js
 
-.PHONY: run test check fmt asyncapi bench bench-queries install lock clean
+.PHONY: run test check fmt asyncapi bench bench-queries bench-contacts install lock clean
 
 # Every dependency comes from the lock file, at the exact version and hash it names; pip shows
 # what it fetches, so a first run says what it is doing.
@@ -58,6 +58,11 @@ bench: install $(BENCH_JS)/node_modules/.package-lock.json
 ## bench-queries: the query-cost benchmark on 100,000 chats and 2,000,000 messages
 bench-queries: install
 	$(BIN)/python benchmarks/queries.py
+
+## bench-contacts: contact-detail detection quality (recall and false positives per category) on
+## benchmarks/contacts_corpus.jsonl and its throughput on one core; fails when a target is missed
+bench-contacts: install
+	$(BIN)/python benchmarks/contacts.py
 
 ## lock: re-resolve requirements.txt (production) and requirements-dev.txt from pyproject.toml
 lock: install

@@ -19,6 +19,7 @@ import structlog
 from fastapi import FastAPI
 
 from marketplace_chat.api.admin import admin_router
+from marketplace_chat.api.contact_moderation import contact_moderation_router
 from marketplace_chat.api.docs import install_docs
 from marketplace_chat.api.http_errors import install_error_handlers
 from marketplace_chat.api.middleware import ApiCors, BodyLimit
@@ -29,6 +30,7 @@ from marketplace_chat.auth.base import Verifier
 from marketplace_chat.auth.cache import CachingVerifier
 from marketplace_chat.auth.local import LocalVerifier
 from marketplace_chat.auth.remote import RemoteVerifier
+from marketplace_chat.blocking import Blocking
 from marketplace_chat.clock import Clock, SystemClock
 from marketplace_chat.contact_guard import ContactGuard
 from marketplace_chat.contact_policy import Policy
@@ -47,12 +49,15 @@ from marketplace_chat.realtime.limits import RedisRateLimiter
 from marketplace_chat.realtime.presence import Presence, RedisPresence
 from marketplace_chat.realtime.recent_texts import RecentTexts
 from marketplace_chat.realtime.typing_state import RedisTypingState
+from marketplace_chat.reports import Reports
 from marketplace_chat.service import ChatService
 from marketplace_chat.settings import Settings, VerifierKind
 from marketplace_chat.storage.base import EventPolicy
+from marketplace_chat.storage.blocks import PostgresBlocks
 from marketplace_chat.storage.moderation import ModerationStore
 from marketplace_chat.storage.outbox import OutboxStore
 from marketplace_chat.storage.postgres import PostgresStorage
+from marketplace_chat.storage.reports import PostgresReports
 from marketplace_chat.webhooks.dispatcher import CONCURRENCY, POLL_S, Dispatcher, DispatchPolicy
 from marketplace_chat.webhooks.poster import WebhookPoster
 
@@ -214,14 +219,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         hooks = settings.webhooks
+        events = EventPolicy(hooks.enabled, hooks.unread_notify_after_s)
         storage = await PostgresStorage.connect(
             database_dsn,
             min_size=settings.database.pool_min,
             max_size=settings.database.pool_max,
             timeout_s=settings.database.timeout_s,
-            events=EventPolicy(hooks.enabled, hooks.unread_notify_after_s),
+            events=events,
         )
         outbox = OutboxStore(storage.pool, settings.database.timeout_s)
+        blocks = PostgresBlocks(storage.pool, settings.database.timeout_s, events)
         app.state.storage = storage
         http = httpx.AsyncClient(timeout=settings.auth.auth_verify_timeout_s)
         verifier = build_verifier(settings, redis, http, clock, metrics)
@@ -238,16 +245,22 @@ def create_app(
             clock,
             moderation,
         )
+        service_typing, notifier = RedisTypingState(redis), SocketNotifier(sio, metrics)
         service = ChatService(
             storage,
             RedisPresence(redis, node_id, settings.limits.max_sockets_per_user),
-            RedisTypingState(redis),
+            service_typing,
             RedisRateLimiter(redis, clock),
-            SocketNotifier(sio, metrics),
+            notifier,
             clock,
             settings.limits,
             node_id,
+            blocks,
             contacts=contacts,
+        )
+        blocking = Blocking(blocks, service_typing, notifier, clock)
+        reports = Reports(
+            PostgresReports(storage.pool, settings.database.timeout_s, events), service, clock
         )
         namespace = ChatNamespace(
             sio,
@@ -257,11 +270,14 @@ def create_app(
             clock,
             leeway_s=settings.auth.jwt_leeway_s,
             grace_s=settings.auth.auth_expired_grace_s,
+            blocking=blocking,
+            reports=reports,
         )
-        app.include_router(rest_router(service, verifier))
+        app.include_router(rest_router(service, verifier, blocking, reports))
         app.include_router(admin_router(outbox, clock, hooks.admin_api_key))
+        app.include_router(moderation_router(reports, hooks.admin_api_key))
         app.include_router(
-            moderation_router(
+            contact_moderation_router(
                 ModerationAdmin(moderation, announcer, default_policy.value), hooks.admin_api_key
             )
         )

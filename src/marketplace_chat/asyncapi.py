@@ -108,6 +108,20 @@ CLIENT_EVENTS: tuple[ClientEvent, ...] = (
         "Delete one's own message: it stays in place as a tombstone.",
     ),
     ClientEvent(
+        "user:block",
+        models.UserRef,
+        wire.BlockState,
+        "Block a user: nothing new passes between the two until the block is lifted.",
+    ),
+    ClientEvent("user:unblock", models.UserRef, wire.BlockState, "Lift the caller's block."),
+    ClientEvent("blocks:list", models.NoArgs, wire.BlockedUsers, "The users the caller blocked."),
+    ClientEvent(
+        "report:create",
+        models.ReportCreate,
+        wire.ReportReceipt,
+        "Report a chat or one of its messages to the moderators.",
+    ),
+    ClientEvent(
         "auth:refresh-token",
         models.TokenRefresh,
         wire.TokenRefreshed,

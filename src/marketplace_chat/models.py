@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -222,6 +222,24 @@ class UsersOnlineQuery(Payload):
     user_ids: list[Id] | None = Field(default=None, max_length=500)
 
 
+# -- trust and safety: blocks and reports ------------------------------------------------------
+
+MAX_REPORT_COMMENT = 1000
+REPORT_REASONS = ("spam", "fraud", "abuse", "contact", "other")
+ReportReason = Literal["spam", "fraud", "abuse", "contact", "other"]
+
+
+class NoArgs(Payload):
+    """An event that takes nothing (`{}`); unknown fields are still refused."""
+
+
+class ReportCreate(Payload):
+    chat_id: Uuid
+    message_id: Uuid | None = None
+    reason: ReportReason
+    comment: Text | None = Field(default=None, max_length=MAX_REPORT_COMMENT)
+
+
 def _token(value: object) -> str:
     """Any non-empty string, lone surrogates included: what is in a token is the verifier's to
     judge (TOKEN_INVALID), as in a handshake, not the payload's (pydantic's own str refuses a
@@ -413,3 +431,74 @@ class ResponseStats:
             "medianFirstReplyS": self.median_first_reply_s,
             "p90FirstReplyS": self.p90_first_reply_s,
         }
+
+
+# -- trust and safety: blocks and reports ------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class BlockChange:
+    """What a block or an unblock did: `changed` is False when it was already so; `chats` are
+    the pair's chats (either direction of roles) and `pair_blocked` whether a block remains in
+    either direction."""
+
+    changed: bool
+    chats: tuple[Participants, ...]
+    pair_blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class BlockState:
+    user_id: int
+    blocked: bool
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"userId": self.user_id, "blocked": self.blocked}
+
+
+@dataclass(frozen=True, slots=True)
+class ReportReceipt:
+    id: str
+    created_at: datetime
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"id": self.id, "createdAt": iso(self.created_at)}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A report as moderators see it; `snapshot` (the evidence, as JSON data) only where it
+    was asked for, since a page of reports has no use for fifty messages each."""
+
+    id: str
+    chat_id: str
+    message_id: str | None
+    reporter_id: int
+    reported_user_id: int
+    reason: str
+    comment: str | None
+    status: str
+    resolution: str | None
+    note: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+    snapshot: dict[str, Any] | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": self.id,
+            "chatId": self.chat_id,
+            "messageId": self.message_id,
+            "reporterId": self.reporter_id,
+            "reportedUserId": self.reported_user_id,
+            "reason": self.reason,
+            "comment": self.comment,
+            "status": self.status,
+            "resolution": self.resolution,
+            "note": self.note,
+            "resolvedAt": iso(self.resolved_at) if self.resolved_at else None,
+            "createdAt": iso(self.created_at),
+        }
+        if self.snapshot is not None:
+            body["snapshot"] = self.snapshot
+        return body

@@ -42,6 +42,7 @@ from marketplace_chat.realtime.presence import Arrival, Presence
 from marketplace_chat.realtime.typing_state import TYPING_TTL_S, TypingState
 from marketplace_chat.settings import LimitSettings
 from marketplace_chat.storage.base import (
+    BlockStorage,
     ChatPage,
     ChatSync,
     MessagePage,
@@ -104,10 +105,13 @@ class ChatService:
         clock: Clock,
         limits: LimitSettings,
         node_id: str,
+        blocks: BlockStorage,
         *,
         contacts: ContactGuard | None = None,
     ) -> None:
         self.storage = storage
+        # Read where a block silences an event: typing and users:online (see blocking.py).
+        self._blocks = blocks
         self.presence = presence
         self._typing_state = typing
         self._limiter = limiter
@@ -264,6 +268,10 @@ class ChatService:
 
     async def typing_start(self, user_id: int, chat_id: str, origin: str | None = None) -> None:
         parts = await self.participants(user_id, chat_id)
+        # Between users who blocked each other typing is silent (the ack stays `{}`). A primary
+        # key read per event: typing is budgeted, and a cached answer could be stale on some node.
+        if await self._blocks.chat_blocked(chat_id):
+            return
         token = f"{self._node}:{next(self._typing_tokens)}"
         tell = await self._typing_state.start(
             chat_id, user_id, token, self._limits.typing_throttle_s
@@ -350,8 +358,11 @@ class ChatService:
 
     async def users_online(self, user_id: int, user_ids: list[int] | None) -> list[int]:
         if user_ids is None:
-            user_ids = await self.storage.partners(user_id)
-        return await self.presence.online(user_ids)
+            # The partners query already leaves out the users in a block with the caller.
+            return await self.presence.online(await self.storage.partners(user_id))
+        online = await self.presence.online(user_ids)
+        hidden = await self._blocks.hidden_among(user_id, online) if online else set()
+        return [u for u in online if u not in hidden]
 
     # -- plumbing ------------------------------------------------------------------------------
 

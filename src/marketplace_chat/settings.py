@@ -198,6 +198,13 @@ class LimitSettings(BaseSettings):
     # How long after `createdAt` the sender may still edit a message; 0 turns edits off. Ten
     # years at most: beyond that "forever" is meant, and the sum must stay a real date.
     edit_window_s: float = Field(default=900.0, ge=0, le=315_360_000)
+    # Trust and safety: `user:block` + `user:unblock` together, and `report:create`. A person
+    # blocks or reports a handful of users a day; these leave room for a spam wave while keeping
+    # one account from churning blocks (each recomputes chats and writes a webhook).
+    rate_limit_blocks: int = Field(default=20, ge=0)
+    rate_limit_blocks_window_s: PositiveFloat = 600.0
+    rate_limit_reports: int = Field(default=10, ge=0)
+    rate_limit_reports_window_s: PositiveFloat = 3600.0
     # Per socket: events handled at once, and events waiting behind them; past both, refused.
     max_events_in_flight: int = Field(default=4, ge=0)
     max_events_queued: int = Field(default=256, ge=0)

@@ -229,3 +229,80 @@ class ExceptionEvent(Out):
     retry_after_ms: Annotated[int, Field(ge=1)] | SkipJsonSchema[None] = Field(
         default=None, json_schema_extra=_absent_when_unset
     )
+
+
+# -- trust and safety: blocks and reports ------------------------------------------------------
+
+
+class BlockState(Out):
+    """Whether the caller now blocks `userId` (`user:block` / `user:unblock`)."""
+
+    user_id: UserId
+    blocked: bool
+
+
+class BlockedUsers(Out):
+    """The users the caller blocked, most recent first (`blocks:list`)."""
+
+    user_ids: list[UserId]
+
+
+class ReportReceipt(Out):
+    """A filed report (or the caller's first report of the same subject)."""
+
+    id: Annotated[str, Field(description="the report id (UUID)")]
+    created_at: Timestamp
+
+
+ReportReason = Literal["spam", "fraud", "abuse", "contact", "other"]
+
+
+class Report(Out):
+    """A report as moderators see it (`GET /api/admin/reports`)."""
+
+    id: Annotated[str, Field(description="the report id (UUID)")]
+    chat_id: ChatId
+    message_id: MessageId | None
+    reporter_id: UserId
+    reported_user_id: UserId
+    reason: ReportReason
+    comment: str | None
+    status: Literal["open", "resolved"]
+    resolution: Literal["dismissed", "actioned"] | None
+    note: str | None
+    resolved_at: Timestamp | None
+    created_at: Timestamp
+
+
+class SnapshotMessage(Out):
+    """A message as it was when the report was filed, with its original text (before any
+    masking, edit or delete that came before the report)."""
+
+    id: MessageId
+    seq: Seq
+    sender_id: UserId
+    text: str
+    created_at: Timestamp
+    edited_at: Timestamp | None
+    deleted_at: Timestamp | None
+
+
+class ReportSnapshot(Out):
+    """The evidence: the reported message and up to 50 before it, else the chat's last 50."""
+
+    message_id: MessageId | None
+    taken_at: Timestamp
+    messages: list[SnapshotMessage]
+
+
+class ReportWithSnapshot(Report):
+    """One report with its evidence (`GET /api/admin/reports/{id}`, and the resolve answer)."""
+
+    snapshot: ReportSnapshot
+
+
+class ReportsPage(Out):
+    """A page of reports, newest first; `nextCursor` is opaque and null on the last page."""
+
+    reports: list[Report]
+    next_cursor: str | None

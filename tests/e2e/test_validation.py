@@ -40,7 +40,7 @@ class Case:
 # Every client event, as the gateway registers them (a unit test holds the registry to it).
 EVENTS = [e.name for e in asyncapi.CLIENT_EVENTS]
 # Every field of these is optional, so a missing or null payload may fairly mean {}.
-ALL_OPTIONAL = {"chats:list", "messages:sync", "users:online"}
+ALL_OPTIONAL = {"chats:list", "messages:sync", "users:online", "blocks:list"}
 
 
 def _const(value: Any) -> Callable[[Ctx], Any]:
@@ -179,6 +179,48 @@ FIELD_CASES = [
     P(Case("users:online", lambda c: {"userIds": [1.5]}, ("userIds",)), "float-id"),
     P(Case("users:online", lambda c: {"bogus": 1}, ("bogus",)), "unknown-field"),
     P(Case("auth:refresh-token", lambda c: {"token": 5}, ("token",)), "token-number"),
+    *[
+        P(Case(event, fields, ("userId",)), name)
+        for event in ("user:block", "user:unblock")
+        for name, fields in (
+            ("missing-userId", lambda c: {}),
+            ("self", lambda c: {"userId": c.user_id}),
+            ("zero", lambda c: {"userId": 0}),
+            ("float", lambda c: {"userId": 1.5}),
+            ("not-digits", lambda c: {"userId": "abc"}),
+        )
+    ],
+    P(Case("blocks:list", lambda c: {"bogus": 1}, ("bogus",)), "unknown-field"),
+    P(Case("report:create", lambda c: {"chatId": c.chat_id}, ("reason",)), "missing-reason"),
+    P(
+        Case("report:create", lambda c: {"chatId": c.chat_id, "reason": "x"}, ("reason",)),
+        "unknown-reason",
+    ),
+    P(
+        Case(
+            "report:create",
+            lambda c: {"chatId": c.chat_id, "reason": "spam", "comment": "x" * 1001},
+            ("comment",),
+        ),
+        "comment-too-long",
+    ),
+    P(
+        Case(
+            "report:create",
+            lambda c: {"chatId": c.chat_id, "reason": "spam", "comment": "a\x00b"},
+            ("comment",),
+        ),
+        "comment-nul",
+    ),
+    P(
+        Case(
+            "report:create",
+            lambda c: {"chatId": c.chat_id, "reason": "spam", "messageId": "x"},
+            ("messageId",),
+        ),
+        "bad-messageId",
+    ),
+    P(Case("report:create", lambda c: {"reason": "spam"}, ("chatId",)), "missing-chatId"),
 ]
 
 
@@ -193,7 +235,12 @@ async def _state(db: asyncpg.Pool, redis: aioredis.Redis, ctx: Ctx) -> tuple[Any
         "SELECT product_id FROM chat.chat_context WHERE chat_id = $1", ctx.chat_id
     )
     typing = await redis.exists(f"chat:{ctx.chat_id}:typing:{ctx.user_id}")
-    return chats, [tuple(m) for m in messages], context, typing
+    safety = await db.fetchrow(
+        "SELECT (SELECT count(*) FROM chat.blocks WHERE blocker_id = $1) AS blocks, "
+        "(SELECT count(*) FROM chat.reports WHERE reporter_id = $1) AS reports",
+        ctx.user_id,
+    )
+    return chats, [tuple(m) for m in messages], context, typing, tuple(safety or ())
 
 
 @pytest.mark.parametrize("case", [*_not_an_object_cases(), *FIELD_CASES])

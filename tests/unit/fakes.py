@@ -10,8 +10,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from marketplace_chat.errors import NotFound
+from marketplace_chat.errors import Blocked, NotFound
 from marketplace_chat.models import (
+    BlockChange,
     Chat,
     Message,
     Participants,
@@ -115,6 +116,10 @@ class MemoryStorage:
     def __init__(self) -> None:
         self.chats: dict[str, _StoredChat] = {}
         self.add_message_calls = 0
+        self.blocks: dict[tuple[int, int], datetime] = {}  # (blocker, blocked): since
+
+    def pair_blocked(self, a: int, b: int) -> bool:
+        return (a, b) in self.blocks or (b, a) in self.blocks
 
     def _view(self, chat: _StoredChat, viewer: int) -> Chat:
         read = chat.read_seq.get(viewer)
@@ -135,7 +140,7 @@ class MemoryStorage:
             unread_count=unread,
             last_seq=len(chat.messages),
             rev=chat.rev,
-            blocked=chat.blocked,
+            blocked=self.pair_blocked(chat.buyer_id, chat.seller_id),
         )
 
     async def participants(self, chat_id: str) -> Participants | None:
@@ -145,6 +150,8 @@ class MemoryStorage:
     async def create_chat(
         self, buyer_id: int, seller_id: int, product_id: int | None, viewer: int, now: datetime
     ) -> tuple[Chat, bool]:
+        if self.pair_blocked(buyer_id, seller_id):
+            raise Blocked("One of you has blocked the other")
         for chat in self.chats.values():
             if (chat.buyer_id, chat.seller_id) == (buyer_id, seller_id):
                 if product_id is not None:
@@ -170,6 +177,8 @@ class MemoryStorage:
                 and old.client_message_id == message.client_message_id
             ):
                 return SendResult(old, created=False)
+        if self.pair_blocked(chat.buyer_id, chat.seller_id):
+            raise Blocked("one of the participants has blocked the other")
         chat.rev += 1
         stored = Message(
             id=message.id,
@@ -293,7 +302,9 @@ class MemoryStorage:
     async def partners(self, user_id: int) -> list[int]:
         found: dict[int, None] = {}
         for chat in self.chats.values():
-            if user_id in (chat.buyer_id, chat.seller_id):
+            if user_id in (chat.buyer_id, chat.seller_id) and not self.pair_blocked(
+                chat.buyer_id, chat.seller_id
+            ):
                 found[chat.seller_id if chat.buyer_id == user_id else chat.buyer_id] = None
         return list(found)
 
@@ -475,3 +486,41 @@ class RecordingNotifier:
 
     def clear(self) -> None:
         self.sent.clear()
+
+
+class MemoryBlocks:
+    """Blocks kept in the `MemoryStorage` they shape (its chats read them)."""
+
+    def __init__(self, storage: MemoryStorage) -> None:
+        self.storage = storage
+
+    def _pair_chats(self, a: int, b: int) -> tuple[Participants, ...]:
+        return tuple(
+            Participants(c.id, c.buyer_id, c.seller_id)
+            for c in self.storage.chats.values()
+            if {c.buyer_id, c.seller_id} == {a, b}
+        )
+
+    async def block(self, blocker_id: int, blocked_id: int, now: datetime) -> BlockChange:
+        changed = (blocker_id, blocked_id) not in self.storage.blocks
+        self.storage.blocks.setdefault((blocker_id, blocked_id), now)
+        return BlockChange(changed, self._pair_chats(blocker_id, blocked_id), True)
+
+    async def unblock(self, blocker_id: int, blocked_id: int, now: datetime) -> BlockChange:
+        changed = self.storage.blocks.pop((blocker_id, blocked_id), None) is not None
+        return BlockChange(
+            changed,
+            self._pair_chats(blocker_id, blocked_id),
+            self.storage.pair_blocked(blocker_id, blocked_id),
+        )
+
+    async def blocked_by(self, blocker_id: int) -> list[int]:
+        mine = [(at, b) for (a, b), at in self.storage.blocks.items() if a == blocker_id]
+        return [b for _, b in sorted(mine, key=lambda e: (-e[0].timestamp(), e[1]))]
+
+    async def chat_blocked(self, chat_id: str) -> bool:
+        chat = self.storage.chats.get(chat_id)
+        return chat is not None and self.storage.pair_blocked(chat.buyer_id, chat.seller_id)
+
+    async def hidden_among(self, user_id: int, user_ids: Sequence[int]) -> set[int]:
+        return {u for u in user_ids if self.storage.pair_blocked(user_id, u)}

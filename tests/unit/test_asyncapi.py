@@ -125,6 +125,8 @@ def test_client_events_are_exactly_the_events_the_gateway_handles() -> None:
         MagicMock(),
         leeway_s=0,
         grace_s=60,
+        blocking=MagicMock(),
+        reports=MagicMock(),
     )
     handled = set(server.events) - {"connect", "disconnect", "*"}
     assert handled == {e.name for e in asyncapi.CLIENT_EVENTS}

@@ -32,6 +32,7 @@ from marketplace_chat.settings import ContactSettings, Settings, SettingsError
 from .fakes import (
     CountingLimiter,
     FakeClock,
+    MemoryBlocks,
     MemoryPresence,
     MemoryStorage,
     MemoryTypingState,
@@ -370,6 +371,7 @@ async def test_the_service_stores_the_masked_text_and_never_returns_the_original
         clock,
         limits(max_message_length=200),
         "node-a",
+        MemoryBlocks(storage),
         contacts=g,
     )
     buyer, seller = new_user_id(), new_user_id()

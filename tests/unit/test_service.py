@@ -32,6 +32,7 @@ from marketplace_chat.settings import LimitSettings
 from .fakes import (
     CountingLimiter,
     FakeClock,
+    MemoryBlocks,
     MemoryPresence,
     MemoryStorage,
     MemoryTypingState,
@@ -75,7 +76,15 @@ def build(**overrides: float) -> World:
     storage, presence = MemoryStorage(), MemoryPresence()
     typing, limiter, notifier = MemoryTypingState(clock), CountingLimiter(), RecordingNotifier()
     service = ChatService(
-        storage, presence, typing, limiter, notifier, clock, limits(**overrides), "node-a"
+        storage,
+        presence,
+        typing,
+        limiter,
+        notifier,
+        clock,
+        limits(**overrides),
+        "node-a",
+        MemoryBlocks(storage),
     )
     return World(service, storage, presence, typing, limiter, notifier, clock)
 

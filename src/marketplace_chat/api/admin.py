@@ -29,8 +29,8 @@ admin_bearer = HTTPBearer(
 ADMIN_ERRORS = schemas.error_responses(403, 404, 422, 500)
 
 
-def operator_check(api_key: str | None) -> Callable[..., Awaitable[None]]:
-    """The dependency every admin route has: the `ADMIN_API_KEY` check, before anything else."""
+def operator_only(api_key: str | None) -> Callable[..., Awaitable[None]]:
+    """The dependency of every `/api/admin` router: the key check, before anything else."""
 
     async def operator(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
@@ -42,8 +42,9 @@ def operator_check(api_key: str | None) -> Callable[..., Awaitable[None]]:
 
 def admin_router(store: OutboxStore, clock: Clock, api_key: str | None) -> APIRouter:
     admin = WebhookAdmin(store, clock)
-    operator = operator_check(api_key)
-    router = APIRouter(prefix="/api/admin", tags=["admin"], dependencies=[Depends(operator)])
+    router = APIRouter(
+        prefix="/api/admin", tags=["admin"], dependencies=[Depends(operator_only(api_key))]
+    )
 
     @router.get("/webhooks", response_model=None, responses=ADMIN_ERRORS)
     async def list_webhooks(request: Request) -> dict[str, Any]:

@@ -1,57 +1,59 @@
-"""`/api/admin` routes for moderators: a message with its original and revisions, the sends the
-`block` policy refused, and a chat's own contact policy. Same `ADMIN_API_KEY` check as every
-admin route, before anything of the request is read."""
+"""`/api/admin/reports`: the moderators' view of reports, behind the same `ADMIN_API_KEY`
+check as every admin route (403 `FORBIDDEN` before anything else is read)."""
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Request
 
+from marketplace_chat import wire
 from marketplace_chat.api import schemas
-from marketplace_chat.api.admin import operator_check
+from marketplace_chat.api.admin import ADMIN_ERRORS, operator_only
 from marketplace_chat.api.inputs import json_object, query_args
-from marketplace_chat.errors import ValidationFailed
 from marketplace_chat.models import parse
-from marketplace_chat.moderation import AttemptsQuery, MessageRef, ModerationAdmin, PolicyChange
+from marketplace_chat.reports import ReportRef, ReportResolve, Reports, ReportsQuery
 
-ADMIN_ERRORS = schemas.error_responses(403, 404, 422, 500)
+ReportIdPath = Annotated[str, Path(alias="id", description="the report id (UUID)")]
 
 
-def moderation_router(admin: ModerationAdmin, api_key: str | None) -> APIRouter:
+def moderation_router(reports: Reports, api_key: str | None) -> APIRouter:
     router = APIRouter(
-        prefix="/api/admin", tags=["admin"], dependencies=[Depends(operator_check(api_key))]
+        prefix="/api/admin", tags=["moderation"], dependencies=[Depends(operator_only(api_key))]
     )
 
-    @router.get("/messages/{id}", response_model=None, responses=ADMIN_ERRORS)
-    async def moderated_message(
-        message_id: Annotated[str, Path(alias="id", description="a message id (UUID)")],
-    ) -> dict[str, Any]:
-        """The Message as participants see it, plus `original` (the text as sent, before
-        masking) and `revisions` (`[{ text, at }]`, the earlier texts of an edited message,
-        oldest first)."""
-        return (await admin.message(parse(MessageRef, {"id": message_id}))).to_wire()
+    @router.get(
+        "/reports",
+        response_model=None,
+        responses={200: {"model": wire.ReportsPage}, **ADMIN_ERRORS},
+    )
+    async def list_reports(request: Request) -> dict[str, Any]:
+        """Reports by `status` (`open`, the default, or `resolved`), newest first, without
+        their snapshots; `limit` 1 to 100 (default 50), `before` the previous nextCursor."""
+        page = await reports.list(parse(ReportsQuery, query_args(request, ints=["limit"])))
+        return {"reports": [r.to_wire() for r in page.reports], "nextCursor": page.next_cursor}
 
-    @router.get("/contact-attempts", response_model=None, responses=ADMIN_ERRORS)
-    async def contact_attempts(
-        request: Request,
-        chat_id: Annotated[str | None, Query(alias="chatId", description="a chat id")] = None,
-        limit: Annotated[str | None, Query(description="1–100 (default 50)")] = None,
-        before: Annotated[str | None, Query(description="the previous nextCursor")] = None,
-    ) -> dict[str, Any]:
-        """A chat's sends refused by the `block` policy, newest first:
-        `{ attempts: [{ id, chatId, senderId, text, categories, createdAt }], nextCursor }`."""
-        return await admin.attempts(parse(AttemptsQuery, query_args(request, ints=["limit"])))
+    @router.get(
+        "/reports/{id}",
+        response_model=None,
+        responses={200: {"model": wire.ReportWithSnapshot}, **ADMIN_ERRORS},
+    )
+    async def get_report(report_id: ReportIdPath) -> dict[str, Any]:
+        """One report with its snapshot: the messages as they were when it was filed, with
+        their original texts."""
+        return (await reports.get(parse(ReportRef, {"id": report_id}))).to_wire()
 
-    @router.put("/chats/{chatId}/contact-policy", response_model=None, responses=ADMIN_ERRORS)
-    async def set_contact_policy(
-        request: Request,
-        chat_id: Annotated[str, Path(alias="chatId", description="a chat id (UUID)")],
-    ) -> dict[str, Any]:
-        """Body `{ policy: 'mask' | 'block' | 'flag' | 'off' | null }` (null: back to the
-        service's CONTACT_POLICY). Answers `{ chatId, policy, effective }`; every node applies
-        it within 30 s, within milliseconds while Redis is reachable."""
-        body = await json_object(request)
-        if "chatId" in body:
-            raise ValidationFailed("chatId: give it in the path")
-        return await admin.set_policy(parse(PolicyChange, {**body, "chatId": chat_id}))
+    @router.post(
+        "/reports/{id}/resolve",
+        response_model=None,
+        responses={200: {"model": wire.ReportWithSnapshot}, **ADMIN_ERRORS},
+        openapi_extra=schemas.request_body(
+            ReportResolve, example={"resolution": "actioned", "note": "seller warned"}
+        ),
+    )
+    async def resolve_report(request: Request, report_id: ReportIdPath) -> dict[str, Any]:
+        """Resolve an open report. The first resolution stands: resolving it again changes
+        nothing and answers the report as it is (200), so a retry is harmless."""
+        ref = parse(ReportRef, {"id": report_id})
+        p = parse(ReportResolve, await json_object(request))
+        return (await reports.resolve(ref, p)).to_wire()
 
     return router

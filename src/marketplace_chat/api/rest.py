@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from marketplace_chat.api import schemas
 from marketplace_chat.api.inputs import json_object, query_args
 from marketplace_chat.auth.base import Verifier
+from marketplace_chat.blocking import Blocking
 from marketplace_chat.errors import AuthError, ErrorCode, ValidationFailed
 from marketplace_chat.models import (
     ChatCreate,
@@ -24,9 +25,11 @@ from marketplace_chat.models import (
     MessageRead,
     MessageRef,
     MessageSend,
+    ReportCreate,
     UserRef,
     parse,
 )
+from marketplace_chat.reports import Reports
 from marketplace_chat.service import ChatService
 
 # The bearer scheme of the OpenAPI description (the Authorize button of /docs); a missing or
@@ -48,13 +51,16 @@ Limit = Annotated[
 ]
 MessageId = Annotated[str | None, Query(description="a message id (UUID)")]
 MessageIdPath = Annotated[str, Path(alias="messageId", description="a message id (UUID)")]
+UserIdPath = Annotated[str, Path(alias="userId", description="a user id")]
 
 READ_ERRORS = schemas.error_responses(401, 403, 404, 422, 429, 500, 503)
 WRITE_ERRORS = schemas.error_responses(401, 403, 404, 413, 422, 429, 500, 503)
 EDIT_ERRORS = schemas.error_responses(401, 403, 404, 409, 413, 422, 429, 500, 503)
 
 
-def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
+def rest_router(
+    service: ChatService, verifier: Verifier, blocking: Blocking, reports: Reports
+) -> APIRouter:
     router = APIRouter(prefix="/api", tags=["chats"])
 
     async def caller(
@@ -214,6 +220,65 @@ def rest_router(service: ChatService, verifier: Verifier) -> APIRouter:
         await service.admit_event(user, "chats:list")
         ref = parse(UserRef, {"userId": user_id})
         return (await service.response_stats(ref.user_id)).to_wire()
+
+    # -- trust and safety ----------------------------------------------------------------------
+
+    @router.post(
+        "/users/{userId}/block",
+        response_model=None,
+        responses={200: {"model": schemas.BlockState}, **WRITE_ERRORS},
+    )
+    async def block(user: User, user_id: UserIdPath) -> dict[str, Any]:
+        """Block a user: no sends, new chats, typing or presence between the two until the
+        block is lifted; blocking again changes nothing."""
+        await service.admit_event(user, "user:block")
+        ref = parse(UserRef, {"userId": user_id})
+        return (await blocking.block(user, ref.user_id)).to_wire()
+
+    @router.delete(
+        "/users/{userId}/block",
+        response_model=None,
+        responses={200: {"model": schemas.BlockState}, **WRITE_ERRORS},
+    )
+    async def unblock(user: User, user_id: UserIdPath) -> dict[str, Any]:
+        """Lift the caller's block (the other user's own block, if any, stays)."""
+        await service.admit_event(user, "user:unblock")
+        ref = parse(UserRef, {"userId": user_id})
+        return (await blocking.unblock(user, ref.user_id)).to_wire()
+
+    @router.get(
+        "/blocks",
+        response_model=None,
+        responses={200: {"model": schemas.BlockedUsers}, **READ_ERRORS},
+    )
+    async def blocks(user: User) -> dict[str, Any]:
+        """The users the caller blocked, most recent first."""
+        await service.admit_event(user, "blocks:list")
+        return {"userIds": await blocking.blocked_users(user)}
+
+    @router.post(
+        "/chats/{chatId}/reports",
+        response_model=None,
+        responses={
+            200: {"model": schemas.ReportReceipt, "description": "the caller's earlier report"},
+            201: {"model": schemas.ReportReceipt, "description": "a new report"},
+            **WRITE_ERRORS,
+        },
+        openapi_extra=schemas.request_body(
+            ReportCreate,
+            example={"reason": "fraud", "comment": "asks to pay off-site"},
+            path=("chatId",),
+        ),
+    )
+    async def report(user: User, request: Request, chat_id: ChatIdPath) -> JSONResponse:
+        """Report the chat or one of its messages to the moderators; 201 when new, 200 with
+        the first report when the caller already reported the same message (or chat)."""
+        await service.admit_event(user, "report:create")
+        body = _without_chat_id(await json_object(request))
+        receipt, created = await reports.file(
+            user, parse(ReportCreate, {**body, "chatId": chat_id})
+        )
+        return JSONResponse(receipt.to_wire(), status_code=201 if created else 200)
 
     return router
 

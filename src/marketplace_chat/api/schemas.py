@@ -24,6 +24,9 @@ HistoryPage = wire.HistoryPage
 ReadPointer = wire.ReadPointer
 ResponseStats = wire.ResponseStats
 MessageDeleted = wire.MessageDeleted
+BlockState = wire.BlockState
+BlockedUsers = wire.BlockedUsers
+ReportReceipt = wire.ReportReceipt
 
 
 class Error(BaseModel):

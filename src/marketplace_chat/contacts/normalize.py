@@ -54,7 +54,9 @@ class Normalized:
         if end <= start:
             pos = self.starts[start] if start < len(self.starts) else len(self.original)
             return pos, pos
-        return self.starts[start], self.ends[end - 1]
+        # Invisible characters right after the span (a keycap's U+FE0F U+20E3) go with it.
+        stop = self.starts[end] if end < len(self.starts) else len(self.original)
+        return self.starts[start], max(self.ends[end - 1], stop)
 
 
 @lru_cache(maxsize=4096)
@@ -69,16 +71,39 @@ def _fold(char: str) -> str:
     return folded
 
 
+# Latin, Cyrillic, general punctuation and currency signs hold no character that is dropped or is
+# a non-ASCII digit (the soft hyphen, zero-width and direction marks are left out of these ranges):
+# a text made only of them skips the full check below.
+_UNCOMMON_RE = re.compile(
+    "[^\x00-\xac\xae-\u02ff\u0400-\u0482\u048a-\u052f\u2010-\u2027\u2030-\u205f"
+    "\u20a0-\u20cf\u2100-\u21ff]"
+)
+
+
+@lru_cache(maxsize=1)
+def _unseen_re() -> re.Pattern[str]:
+    """Characters dropped from the copy, and decimal digits other than ASCII ones: any of them
+    means the copy cannot stay aligned with the original. Built once, on first use."""
+    ranges: list[str] = []
+    run_start = -1
+    for code in range(0x80, 0xE01F0):
+        char = chr(code)
+        hit = unicodedata.category(char) in _DROP_CATEGORIES or char.isdecimal()
+        if hit and run_start < 0:
+            run_start = code
+        elif not hit and run_start >= 0:
+            ranges.append(f"{re.escape(chr(run_start))}-{re.escape(chr(code - 1))}")
+            run_start = -1
+    return re.compile("[" + "".join(ranges) + "]")
+
+
 def _needs_full_pass(text: str) -> bool:
     if text.isascii():
         return False
     if not unicodedata.is_normalized("NFKC", text):
         return True
-    for char in text:
-        if ord(char) >= 0x300 and (
-            unicodedata.category(char) in _DROP_CATEGORIES or char.isdecimal()
-        ):
-            return True
+    if _UNCOMMON_RE.search(text) is not None and _unseen_re().search(text) is not None:
+        return True
     return len(text.lower()) != len(text)
 
 

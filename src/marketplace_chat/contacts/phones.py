@@ -48,7 +48,14 @@ _CODE_BEFORE_RE = re.compile(
     r"серийник|р/с|к/с|счет|счёт|iso|din|en)\s{0,2}(?:р\s?|№|no\.?|n)?[:#]?\s{0,2}$"
 )
 
-_TOKEN_RE = re.compile(r"[0-9]+|[^\W\d_]+")
+_SEVEN_DIGITS_RE = re.compile(r"[0-9](?:[^0-9]{0,12}[0-9]){6}")
+_ITEM_RE = re.compile(
+    r"[0-9]+|(?<![^\W\d_])(?:"
+    + "|".join(sorted(NUMBER_WORDS, key=len, reverse=True))
+    + r")(?![^\W\d_])"
+)
+_GLUE_RE = re.compile(r"(?<![^\W\d_])(?:" + "|".join(NUMBER_GLUE) + r")(?![^\W\d_])")
+_DATE_HINT_RE = re.compile(r"[0-9][./:-][0-9]")
 
 _SEPARATORS = frozenset(" \t\r\n\u00a0-‐‑‒–—―−.·•()[]{}<>/\\|_+'\"`~:;!?…")
 _MAX_GAP = 5
@@ -122,54 +129,46 @@ def _spelt_groups(words: list[tuple[int, int, int, str]]) -> list[_Group]:
 
 
 def _groups(view: str) -> list[list[_Group]]:
-    """Runs of digit groups with only separators between them."""
+    """Runs of digit groups with only separators between them. Only digits and number words are
+    read; any other word between two of them is not a separator, so it ends the run."""
     runs: list[list[_Group]] = []
     current: list[_Group] = []
     words: list[tuple[int, int, int, str]] = []
-    glued_letters = -1  # end of the last ordinary word, to spot digits glued to letters
 
-    def flush_words() -> None:
-        nonlocal words
-        if words:
-            for group in _spelt_groups(words):
-                _append(group)
-            words = []
-
-    def _append(group: _Group) -> None:
+    def append(group: _Group) -> None:
         nonlocal current
         if current and not _gap_joins(view[current[-1].end : group.start]):
             runs.append(current)
             current = []
         current.append(group)
 
-    def close() -> None:
-        nonlocal current
-        flush_words()
-        if current:
-            runs.append(current)
-            current = []
+    def flush_words() -> None:
+        nonlocal words
+        if words:
+            for group in _spelt_groups(words):
+                append(group)
+            words = []
 
-    for match in _TOKEN_RE.finditer(view):
+    for match in _ITEM_RE.finditer(view):
         token = match.group()
         start, end = match.span()
         if token[0].isdigit():
             flush_words()
-            if glued_letters == start or (end < len(view) and view[end].isalpha()):
-                close()  # part of a code such as RA123456789RU or id12345678
+            if (start and view[start - 1].isalpha()) or (end < len(view) and view[end].isalpha()):
+                # Part of a code such as RA123456789RU or id12345678.
+                if current:
+                    runs.append(current)
+                    current = []
                 continue
-            _append(_Group(start, end, token, False))
+            append(_Group(start, end, token, False))
             continue
-        entry = NUMBER_WORDS.get(token.replace("ё", "е"))
-        if entry is not None:
-            if words and not _gap_joins(view[words[-1][1] : start]):
-                flush_words()
-            words.append((start, end, entry[0], entry[1]))
-            continue
-        if token in NUMBER_GLUE and words:
-            continue
-        close()
-        glued_letters = end
-    close()
+        value, kind = NUMBER_WORDS[token.replace("ё", "е")]
+        if words and not _gap_joins(_GLUE_RE.sub("", view[words[-1][1] : start])):
+            flush_words()
+        words.append((start, end, value, kind))
+    flush_words()
+    if current:
+        runs.append(current)
     return runs
 
 
@@ -218,10 +217,10 @@ def _looks_dialable(digits: str, plus: bool) -> bool:
 def find_phones(view: str, blocked: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Spans of phone numbers in the normalised ``view``; ``blocked`` spans (links, e-mails,
     dates) are not read."""
-    if not any(c.isdigit() for c in view) and not _maybe_spelt(view):
-        return []
+    if _SEVEN_DIGITS_RE.search(view) is None and not _maybe_spelt(view):
+        return []  # fewer than seven digits close together, and no number words
     view = phone_view(view)
-    dates = [m.span() for m in _DATE_TIME_RE.finditer(view)]
+    dates = [m.span() for m in _DATE_TIME_RE.finditer(view)] if _DATE_HINT_RE.search(view) else []
     view = _blank(view, blocked + dates)
     found: list[tuple[int, int]] = []
     for run in _groups(view):
@@ -264,8 +263,11 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
 
 
 _SPELT_HINT_RE = re.compile(
-    r"ноль|нул|один|одн|два|две|три|четыр|пят|шест|сем|восем|девят|десят|сорок|сто|двест|"
-    r"zero|one|two|three|four|five|six|seven|eight|nine|ten|twel|twen|thir|fif|forty|hundred"
+    r"(?<![a-zа-яё])(?:"
+    + "|".join(
+        sorted((w for w in NUMBER_WORDS if w not in ("раз", "oh", "one")), key=len, reverse=True)
+    )
+    + r")(?![a-zа-яё])"
 )
 
 

@@ -15,7 +15,7 @@ _LOCAL = r"[a-z0-9_%+-](?:[a-z0-9._%+-]{0,63})"
 # name@host.tld, spaces allowed around the @.
 _EMAIL_RE = re.compile(
     rf"(?<![a-z0-9._%+-]){_LOCAL}[ \t]{{0,2}}@[ \t]{{0,2}}"
-    rf"(?P<host>(?:{_LABEL}\.)+[a-zа-яё]{{2,24}})"
+    rf"(?P<host>(?:{_LABEL}\.){{1,8}}[a-zа-яё]{{2,24}})"
     r"(?![a-zа-яё0-9-])"
 )
 
@@ -43,7 +43,7 @@ _MAIL_PROVIDERS = frozenset(
 # Addresses: with a scheme, from www., and bare hosts that end in a public suffix.
 _URL_RE = re.compile(
     r"(?:(?:https?|ftp|tg|viber|whatsapp|signal|sgnl)://|www\.)[^\s<>\"'«»]{1,2000}"
-    rf"|(?<![a-z0-9а-яё@._%+-])(?P<host>(?:{_LABEL}\.)+[a-zа-яё]{{2,24}})(?![a-zа-яё0-9-])"
+    rf"|(?<![a-z0-9а-яё@._%+-])(?P<host>(?:{_LABEL}\.){{1,8}}[a-zа-яё]{{2,24}})(?![a-zа-яё0-9-])"
     r"(?::[0-9]{2,5})?(?:[/?#][^\s<>\"'«»]{0,2000})?"
 )
 _SPACED_LINK_RE = re.compile(

@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 
 from marketplace_chat.auth.base import Identity, Verifier, verify_guarded
+from marketplace_chat.blocking import Blocking
 from marketplace_chat.clock import Clock
 from marketplace_chat.errors import (
     INTERNAL,
@@ -33,12 +34,16 @@ from marketplace_chat.models import (
     MessageRead,
     MessageRef,
     MessageSend,
+    NoArgs,
+    ReportCreate,
     SyncQuery,
     TokenRefresh,
+    UserRef,
     UsersOnlineQuery,
     iso,
     parse,
 )
+from marketplace_chat.reports import Reports
 from marketplace_chat.service import ChatService
 
 log = structlog.get_logger(__name__)
@@ -61,9 +66,13 @@ class ChatNamespace:
         *,
         leeway_s: float,
         grace_s: float,
+        blocking: Blocking,
+        reports: Reports,
     ) -> None:
         self._sio = sio
         self._service = service
+        self._blocking = blocking
+        self._reports = reports
         self._verifier = verifier
         self._metrics = metrics
         self.sessions = Sessions(clock, leeway_s, grace_s, self._suspend, self._expel)
@@ -87,6 +96,10 @@ class ChatNamespace:
             "users:online": self._users_online,
             "message:edit": self._message_edit,
             "message:delete": self._message_delete,
+            "user:block": self._user_block,
+            "user:unblock": self._user_unblock,
+            "blocks:list": self._blocks_list,
+            "report:create": self._report_create,
         }
         sio.on("connect", self._connect, namespace=NAMESPACE)
         sio.on("disconnect", self._disconnect, namespace=NAMESPACE)
@@ -371,3 +384,21 @@ class ChatNamespace:
     async def _message_delete(self, session: SocketSession, data: object) -> dict[str, Any]:
         deletion = await self._service.edits.delete(session.user_id, parse(MessageRef, data))
         return deletion.to_wire()
+
+    # -- trust and safety ----------------------------------------------------------------------
+
+    async def _user_block(self, session: SocketSession, data: object) -> dict[str, Any]:
+        target = parse(UserRef, data).user_id
+        return (await self._blocking.block(session.user_id, target)).to_wire()
+
+    async def _user_unblock(self, session: SocketSession, data: object) -> dict[str, Any]:
+        target = parse(UserRef, data).user_id
+        return (await self._blocking.unblock(session.user_id, target)).to_wire()
+
+    async def _blocks_list(self, session: SocketSession, data: object) -> dict[str, Any]:
+        parse(NoArgs, data)
+        return {"userIds": await self._blocking.blocked_users(session.user_id)}
+
+    async def _report_create(self, session: SocketSession, data: object) -> dict[str, Any]:
+        receipt, _ = await self._reports.file(session.user_id, parse(ReportCreate, data))
+        return receipt.to_wire()

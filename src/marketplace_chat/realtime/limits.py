@@ -112,6 +112,21 @@ def event_budgets(limits: LimitSettings) -> dict[str, Budget]:
             "refresh", limits.rate_limit_refresh, limits.rate_limit_refresh_window_s
         ),
         **dict.fromkeys(EDIT_EVENTS, edits),
+        **_safety_budgets(limits, reads),
+    }
+
+
+def _safety_budgets(limits: LimitSettings, reads: Budget) -> dict[str, Budget]:
+    """Blocking and reporting: a block and an unblock draw on one budget, so that toggling
+    costs as much as blocking; listing one's blocks is a read."""
+    blocks = Budget("blocks", limits.rate_limit_blocks, limits.rate_limit_blocks_window_s)
+    return {
+        "user:block": blocks,
+        "user:unblock": blocks,
+        "blocks:list": reads,
+        "report:create": Budget(
+            "reports", limits.rate_limit_reports, limits.rate_limit_reports_window_s
+        ),
     }
 
 

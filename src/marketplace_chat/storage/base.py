@@ -8,11 +8,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from marketplace_chat.models import (
+    BlockChange,
     Chat,
     Message,
     Moderation,
     Participants,
     ReadReceipt,
+    Report,
+    ReportReceipt,
     ResponseStats,
     SendResult,
 )
@@ -174,7 +177,7 @@ class Storage(Protocol):
         ...
 
     async def partners(self, user_id: int) -> list[int]:
-        """The users who share a chat with `user_id`."""
+        """The users who share a chat with `user_id`, less those in a block with them."""
         ...
 
     async def response_stats(self, seller_id: int, since: datetime) -> ResponseStats:
@@ -185,3 +188,67 @@ class Storage(Protocol):
     async def ping(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+# -- trust and safety: blocks and reports ------------------------------------------------------
+
+
+class BlockStorage(Protocol):
+    """Who blocked whom. A block or an unblock commits with the `blocked` flag of the pair's
+    chats and its outbox event, or not at all."""
+
+    async def block(self, blocker_id: int, blocked_id: int, now: datetime) -> BlockChange: ...
+
+    async def unblock(self, blocker_id: int, blocked_id: int, now: datetime) -> BlockChange: ...
+
+    async def blocked_by(self, blocker_id: int) -> list[int]:
+        """The users `blocker_id` blocked, most recent first."""
+        ...
+
+    async def chat_blocked(self, chat_id: str) -> bool:
+        """Whether either participant of the chat blocked the other (False for no chat)."""
+        ...
+
+    async def hidden_among(self, user_id: int, user_ids: Sequence[int]) -> set[int]:
+        """Those of `user_ids` who blocked `user_id` or whom `user_id` blocked."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewReport:
+    id: str
+    chat_id: str
+    message_id: str | None
+    reporter_id: int
+    reported_user_id: int
+    reason: str
+    comment: str | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPage:
+    reports: list[Report]
+    next_cursor: str | None
+
+
+class ReportStorage(Protocol):
+    async def create_report(self, report: NewReport) -> tuple[ReportReceipt, bool]:
+        """File the report with its snapshot and event; a repeat (same reporter, chat and
+        message, or chat without one) returns the first, False. `NotFound` for a message
+        that is not one of the chat's."""
+        ...
+
+    async def list_reports(self, status: str, limit: int, before: str | None) -> ReportPage:
+        """Newest first; `before` is a previous page's `next_cursor`."""
+        ...
+
+    async def get_report(self, report_id: str) -> Report | None:
+        """The report with its snapshot."""
+        ...
+
+    async def resolve_report(
+        self, report_id: str, resolution: str, note: str | None, now: datetime
+    ) -> tuple[Report, bool] | None:
+        """Resolve an open report (True); a resolved one is returned as it is (False)."""
+        ...

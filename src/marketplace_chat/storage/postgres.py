@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
-from marketplace_chat.errors import NotFound, Unavailable, ValidationFailed
+from marketplace_chat.errors import Blocked, NotFound, Unavailable, ValidationFailed
 from marketplace_chat.models import (
     Chat,
     Message,
@@ -33,6 +33,7 @@ from marketplace_chat.storage.base import (
     NewMessage,
     Revision,
 )
+from marketplace_chat.storage.blocks import PAIR_BLOCKED, PAIR_LOCK
 from marketplace_chat.storage.group_commit import BLOCKED, GroupCommitter
 from marketplace_chat.storage.outbox_sql import ISO, OUTBOX_CTES
 from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool, pooled, unreachable
@@ -337,6 +338,11 @@ class PostgresStorage:
         self, buyer_id: int, seller_id: int, product_id: int | None, viewer: int, now: datetime
     ) -> tuple[Chat, bool]:
         async with self._conn() as conn, conn.transaction():
+            # A block of the pair commits either before this (and is seen) or after (and flags
+            # the new chat): both hold the pair's lock.
+            await conn.execute(PAIR_LOCK, buyer_id, seller_id)
+            if await conn.fetchval(PAIR_BLOCKED, buyer_id, seller_id):
+                raise Blocked("One of you has blocked the other")
             chat_id = await conn.fetchval(
                 "INSERT INTO chat.chats (id, buyer_id, seller_id, created_at, updated_at) "
                 "VALUES ($1, $2, $3, $4, $4) ON CONFLICT (buyer_id, seller_id) DO NOTHING "
@@ -541,8 +547,9 @@ class PostgresStorage:
     async def partners(self, user_id: int) -> list[int]:
         async with self._conn() as conn:
             rows = await conn.fetch(
-                "SELECT seller_id AS partner FROM chat.chats WHERE buyer_id = $1 "
-                "UNION SELECT buyer_id FROM chat.chats WHERE seller_id = $1",
+                # Users who blocked each other are no partners for presence.
+                "SELECT seller_id AS partner FROM chat.chats WHERE buyer_id = $1 AND NOT blocked "
+                "UNION SELECT buyer_id FROM chat.chats WHERE seller_id = $1 AND NOT blocked",
                 user_id,
             )
         return [row["partner"] for row in rows]

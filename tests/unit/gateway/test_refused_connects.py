@@ -23,9 +23,11 @@ import websockets
 from marketplace_chat.auth.base import Identity, Verifier
 from marketplace_chat.auth.cache import CachingVerifier
 from marketplace_chat.auth.local import LocalVerifier
+from marketplace_chat.blocking import Blocking
 from marketplace_chat.gateway.namespace import ChatNamespace
 from marketplace_chat.gateway.server import NAMESPACE, ChatSocketServer, create_server
 from marketplace_chat.metrics import Metrics
+from marketplace_chat.reports import Reports
 from marketplace_chat.service import ChatService
 
 from ..fakes import FakeClock
@@ -150,6 +152,8 @@ async def gateway() -> AsyncIterator[Gateway]:
         clock,
         leeway_s=0.0,
         grace_s=60.0,
+        blocking=cast(Blocking, None),
+        reports=cast(Reports, None),
     )
     async with _serve(socketio.ASGIApp(sio, socketio_path="socket.io")) as (port, _):
         yield Gateway(sio, namespace, service, port, current)
