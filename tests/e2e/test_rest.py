@@ -30,6 +30,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/chats/{chat}/messages", None),
     ("POST", "/api/chats/{chat}/messages", {"text": "hello"}),
     ("POST", "/api/chats/{chat}/read", {"messageId": "{message}"}),
+    ("PATCH", "/api/chats/{chat}/messages/{message}", {"text": "edited"}),
+    ("DELETE", "/api/chats/{chat}/messages/{message}", None),
     ("GET", "/api/users/{user}/response-stats", None),
 ]
 

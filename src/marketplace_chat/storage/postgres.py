@@ -46,8 +46,8 @@ PARTICIPANTS_CACHE_SIZE = 100_000
 
 
 # A chat as one viewer ($2) sees it. The unread count reads only the (chat_id, seq) index, less
-# the deleted messages among them, found through the index of changed messages (which holds only
-# edited and deleted ones: for most chats one probe that finds nothing).
+# the deleted messages among them, counted from the partial index of deleted messages (for most
+# chats one probe that finds nothing).
 CHAT_SELECT = """
 SELECT c.id, c.buyer_id, c.seller_id, c.created_at, c.updated_at, c.last_seq, c.rev, c.blocked,
        ctx.product_id AS ctx_product_id,

@@ -29,12 +29,14 @@ M_COLUMNS = ", ".join(f"m.{column}" for column in MESSAGE_COLUMNS.split(", "))
 
 # Both rows locked: after waiting for another change of the chat, the rows read are the ones that
 # change committed (PostgreSQL re-reads the rows it locks), never the versions from before it.
+# NO KEY UPDATE is the lock the updates that follow take anyway; unlike FOR UPDATE it lets the
+# rows that only refer to the chat (read pointers, say) be written meanwhile.
 LOCK = f"""
 SELECT {M_COLUMNS}, COALESCE(m.original_text, m.text) AS original,
        c.buyer_id, c.seller_id, c.blocked
   FROM chat.messages m JOIN chat.chats c ON c.id = m.chat_id
  WHERE m.id = $1
-   FOR UPDATE
+   FOR NO KEY UPDATE
 """
 
 
