@@ -330,3 +330,21 @@ async def test_a_policy_changed_on_one_node_applies_on_another_at_once(
 
     # Announced over Redis: well inside the 30 s bound a missed announcement would take.
     await eventually(refused_on_b, timeout=5.0, what="node b applies the new policy")
+
+
+async def test_openapi_describes_the_contact_moderation_routes(chat_server: ChatServer) -> None:
+    async with rest(chat_server) as http:
+        spec = body(await http.get("/openapi.json"), 200)
+
+    def answer(method: str, path: str) -> str:
+        response = spec["paths"][path][method]["responses"]["200"]
+        return str(response["content"]["application/json"]["schema"]["$ref"]).rsplit("/", 1)[1]
+
+    assert answer("get", "/api/admin/messages/{id}") == "ModeratedMessage"
+    assert answer("get", "/api/admin/contact-attempts") == "ContactAttemptsPage"
+    assert answer("put", "/api/admin/chats/{chatId}/contact-policy") == "ContactPolicyState"
+    put = spec["paths"]["/api/admin/chats/{chatId}/contact-policy"]["put"]
+    assert put["security"] == [{"adminKey": []}]
+    schema = put["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["required"] == ["policy"]
+    assert "chatId" not in schema["properties"]

@@ -7,6 +7,7 @@ import asyncio
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -450,3 +451,42 @@ async def test_an_edit_is_screened_in_its_message_s_chat_and_only_for_its_sender
     assert await g.screen_edit(8, "m2", "mail ivan@mail.ru") is None
     assert await g.screen_edit(7, "nope", "mail ivan@mail.ru") is None
     assert len(attempts.stored) == 1
+
+
+def test_the_moderators_answers_match_their_openapi_models() -> None:
+    from datetime import UTC
+
+    import orjson
+
+    from marketplace_chat.api import contact_moderation as api
+    from marketplace_chat.models import Message
+    from marketplace_chat.moderation import ModeratedMessage, Revision
+
+    at = datetime(2026, 11, 26, 1, 10, 32, 123000, tzinfo=UTC)
+    chat_id, message_id = (
+        "6f1c7c4e-8e43-4f8e-9d0e-1d1a1e8a0b11",
+        "0b7e2f4a-5c6d-4e8f-9a1b-2c3d4e5f6a7b",
+    )
+    message = Message(
+        message_id, chat_id, 3, 7, "mail [hidden]", None, None, at, 4, at, None,
+        Moderation("masked", ("email",)),
+    )  # fmt: skip
+    bodies: list[tuple[type[Any], dict[str, Any]]] = [
+        (
+            api.ModeratedMessage,
+            ModeratedMessage(message, "mail ivan@mail.ru", (Revision("hello", at),)).to_wire(),
+        ),
+        (
+            api.ContactAttemptsPage,
+            {
+                "attempts": [
+                    ContactAttempt(message_id, chat_id, 7, "8 916", ("phone",), at).to_wire()
+                ],
+                "nextCursor": None,
+            },
+        ),
+        (api.ContactPolicyState, {"chatId": chat_id, "policy": None, "effective": "mask"}),
+    ]
+    for model, body in bodies:
+        parsed = model.model_validate_json(orjson.dumps(body))
+        assert parsed.model_dump(by_alias=True, mode="json") == body
