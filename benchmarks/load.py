@@ -25,8 +25,9 @@ Scenarios:
   webhooks the closed loop again with webhooks on (a local receiver answering 200; target: 90%
            of the closed loop's throughput without them), then the dispatcher alone on a backlog
            of 20,000 events of 2,000 chats (target: 2,000 events/s delivered)
-  contacts the closed loop with CONTACT_POLICY=off and with the default (mask; target: 95% of
-           the throughput with off), and with mask on a text with digits (figure only)
+  contacts the closed loop with CONTACT_POLICY=off and with the default (mask), alternately
+           twice, best round of each (target: 95% of the throughput with off); then with mask on
+           a text with digits (figure only)
 
 Never part of the test suite. Users are fresh random ids on every run, so runs share no data.
 """
@@ -1266,35 +1267,55 @@ async def idle_scenario(ctx: Context) -> None:
 # -- contact policies ----------------------------------------------------------------------------
 
 CONTACTS_MIN_RATIO = 0.95  # the closed loop with the contact check keeps 95% of it without
+CONTACTS_ROUNDS = 2
 # A text with digits: the detector reads it whole and the split-number memory costs a Redis call.
 NUMBER_TEXT = "Can you do 1500 for it? I could pick it up tomorrow after 18:30."
 
 
 async def contacts_scenario(ctx: Context) -> None:
-    """The closed loop with CONTACT_POLICY=off, with the default (mask), and with the default on
-    a text with digits (the detector's whole pass and the split-number memory in Redis)."""
-    off = await message_scenario(
-        ctx, "closed", label="contact policy off", env={"CONTACT_POLICY": "off"}
-    )
-    on = ctx.results.get("closed") or await message_scenario(ctx, "closed")
+    """The closed loop with CONTACT_POLICY=off and with the default (mask), alternately for
+    `CONTACTS_ROUNDS` rounds (the best round of each counts: other load on the machine only ever
+    slows a round down), then once with mask on a text with digits (the split-number memory's
+    Redis call on every send)."""
+    off_runs, mask_runs = [], []
+    for n in range(1, CONTACTS_ROUNDS + 1):
+        off_runs.append(
+            await message_scenario(
+                ctx, "closed", label=f"contact policy off, round {n}", env={"CONTACT_POLICY": "off"}
+            )
+        )
+        mask_runs.append(
+            await message_scenario(ctx, "closed", label=f"contact policy mask, round {n}")
+        )
     digits = await message_scenario(
         ctx, "closed", label="contact policy mask, digits", text=NUMBER_TEXT
     )
-    ratio = on["ackedPerS"] / off["ackedPerS"] if off.get("ackedPerS") else 0.0
-    digits_ratio = digits["ackedPerS"] / off["ackedPerS"] if off.get("ackedPerS") else 0.0
+
+    def best(runs: list[dict[str, Any]], key: str) -> float:
+        return max((r.get(key) or 0.0) for r in runs)
+
+    off, on = best(off_runs, "ackedPerS"), best(mask_runs, "ackedPerS")
+    off_cpu, on_cpu = best(off_runs, "ackedPerServerCpuS"), best(mask_runs, "ackedPerServerCpuS")
+    ratio = on / off if off else 0.0
+    cpu_ratio = on_cpu / off_cpu if off_cpu else 0.0
+    digits_ratio = digits["ackedPerS"] / off if off else 0.0
     ctx.results["contacts"] = {
-        "offPerS": off["ackedPerS"],
-        "maskPerS": on["ackedPerS"],
+        "offPerS": off,
+        "maskPerS": on,
+        "offPerServerCpuS": off_cpu,
+        "maskPerServerCpuS": on_cpu,
         "maskDigitsPerS": digits["ackedPerS"],
         "ratio": round(ratio, 3),
+        "cpuRatio": round(cpu_ratio, 3),
         "digitsRatio": round(digits_ratio, 3),
     }
     ctx.rows += [
         Row(
             "contact check: closed loop",
-            f"{on['ackedPerS']:,.0f} acked msg/s with CONTACT_POLICY=mask, "
-            f"{off['ackedPerS']:,.0f} with off ({100 * ratio:.1f}%); a text with digits: "
-            f"{digits['ackedPerS']:,.0f} ({100 * digits_ratio:.1f}%)",
+            f"best of {CONTACTS_ROUNDS} rounds: {on:,.0f} acked msg/s with CONTACT_POLICY=mask, "
+            f"{off:,.0f} with off ({100 * ratio:.1f}%); per server CPU-s {on_cpu:,.0f} and "
+            f"{off_cpu:,.0f} ({100 * cpu_ratio:.1f}%); mask on a text with digits: "
+            f"{digits['ackedPerS']:,.0f} acked msg/s ({100 * digits_ratio:.1f}%)",
             f">= {100 * CONTACTS_MIN_RATIO:.0f}% of the throughput with off",
             verdict(ratio >= CONTACTS_MIN_RATIO),
         ),
