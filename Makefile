@@ -51,9 +51,10 @@ $(BENCH_JS)/node_modules/.package-lock.json: $(BENCH_JS)/package-lock.json
 	cd $(BENCH_JS) && npm ci --silent --no-audit --no-fund
 
 ## bench: the load benchmark (service pinned to one core, the JS load generator on the other);
-## it prints a table, writes benchmarks/results/load.json and fails when a target is missed
+## it prints a table, writes benchmarks/results/load.json and fails when a target is missed;
+## BENCH_ARGS="--scenario closed,open" picks scenarios
 bench: install $(BENCH_JS)/node_modules/.package-lock.json
-	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/load.py $(BENCH_ARGS)
 
 ## bench-queries: the query-cost benchmark on 100,000 chats and 2,000,000 messages
 bench-queries: install

@@ -10,6 +10,7 @@
 //           floods every event type from its own sockets (floodStart marks the switch)
 //   idle:   tokens [..] (one user each), warmTokens [..], concurrency
 //   connect: tokens [..]
+//   storm:  tokens [..] (pairs: 2k and 2k+1 share a chat), concurrency
 //
 // stdout carries one JSON object a line for the driver:
 //   {"type":"phase","name":...,"t":ms}          progress (measure-start / measure-end mark the window)
@@ -496,6 +497,87 @@ async function runIdle() {
   return { sockets: specs.length, connected, alive, connectedInMs: connectedIn, counters };
 }
 
+async function runStorm() {
+  // N sockets of N/2 pairs (tokens 2k and 2k+1 share a chat) connect, then all drop at once and
+  // come back at once, as when a load balancer or a node restarts. A socket is ready when it is
+  // connected, its `users:online` for its partner is answered, and it knows its partner is back
+  // (from that answer or from a `user:online` event): the clock runs from the drop to the last
+  // socket ready.
+  const specs = cfg.tokens;
+  const N = specs.length;
+  const first = await openMany(specs, cfg.concurrency, now());
+  const firstSockets = first.map((o) => o.socket);
+  const failedFirst = first.filter((o) => o.at === null).length;
+  for (let k = 0; k + 1 < N; k += 2) {
+    await new Promise((resolve) =>
+      firstSockets[k]
+        .timeout(30000)
+        .emit("chat:create", { buyerId: specs[k].id, sellerId: specs[k + 1].id }, () => resolve()),
+    );
+  }
+  await barrier("connected", { connected: N - failedFirst });
+  const partnerOf = (i) => (i % 2 === 0 ? i + 1 : i - 1);
+  const connectAt = new Array(N).fill(null);
+  const answerAt = new Array(N).fill(null);
+  const partnerAt = new Array(N).fill(null);
+  const t0 = now();
+  closing = true;
+  for (const s of firstSockets) s.disconnect();
+  closing = false;
+  const pending = [];
+  const sockets = new Array(N);
+  for (let i = 0; i < N; i += 100) {
+    for (let j = i; j < Math.min(N, i + 100); j++) {
+      const partner = specs[partnerOf(j)].id;
+      pending.push(
+        openSocket(specs[j].token, specs[j].id, t0, (socket) => {
+          sockets[j] = socket;
+          socket.on("user:online", (e) => {
+            if (e?.userId === partner && partnerAt[j] === null) partnerAt[j] = now() - t0;
+          });
+          socket.once("connect", () => {
+            connectAt[j] = now() - t0;
+            socket
+              .timeout(30000)
+              .emit("users:online", { userIds: [partner] }, (err, res) => {
+                if (err || !res?.success) return;
+                answerAt[j] = now() - t0;
+                if ((res.data?.userIds ?? []).includes(partner) && partnerAt[j] === null) {
+                  partnerAt[j] = answerAt[j];
+                }
+              });
+          });
+        }),
+      );
+    }
+    await new Promise((r) => setImmediate(r));
+  }
+  await Promise.all(pending);
+  const readyAt = () =>
+    connectAt.map((c, i) =>
+      c === null || answerAt[i] === null || partnerAt[i] === null
+        ? null
+        : Math.max(c, answerAt[i], partnerAt[i]),
+    );
+  const deadline = now() + 30000;
+  while (readyAt().some((x) => x === null) && now() < deadline) await sleep(50);
+  const ready = readyAt();
+  const done = ready.filter((x) => x !== null);
+  await barrier("settled", { ready: done.length });
+  closeAll(sockets.filter(Boolean));
+  return {
+    sockets: N,
+    firstConnectFailed: failedFirst,
+    reconnected: connectAt.filter((x) => x !== null).length,
+    answered: answerAt.filter((x) => x !== null).length,
+    partnerSeen: partnerAt.filter((x) => x !== null).length,
+    ready: done.length,
+    lastConnectMs: Math.max(...connectAt.filter((x) => x !== null), 0),
+    lastReadyMs: done.length ? Math.max(...done) : null,
+    counters,
+  };
+}
+
 // -- main ---------------------------------------------------------------------------------------
 
 const runners = {
@@ -504,6 +586,7 @@ const runners = {
   flood: () => runMessages("flood"),
   connect: runConnect,
   idle: runIdle,
+  storm: runStorm,
 };
 
 try {

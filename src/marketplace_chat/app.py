@@ -18,6 +18,7 @@ import socketio
 import structlog
 from fastapi import FastAPI
 
+from marketplace_chat import heap
 from marketplace_chat.api.admin import admin_router
 from marketplace_chat.api.contact_moderation import contact_moderation_router
 from marketplace_chat.api.docs import install_docs
@@ -46,7 +47,7 @@ from marketplace_chat.moderation import ModerationAdmin
 from marketplace_chat.realtime.connection import connect as connect_redis
 from marketplace_chat.realtime.contact_policies import ContactPolicies, PolicyAnnouncer
 from marketplace_chat.realtime.limits import RedisRateLimiter
-from marketplace_chat.realtime.presence import Presence, RedisPresence
+from marketplace_chat.realtime.presence import RedisPresence
 from marketplace_chat.realtime.recent_texts import RecentTexts
 from marketplace_chat.realtime.typing_state import RedisTypingState
 from marketplace_chat.reports import Reports
@@ -58,8 +59,8 @@ from marketplace_chat.storage.moderation import ModerationStore
 from marketplace_chat.storage.outbox import OutboxStore
 from marketplace_chat.storage.postgres import PostgresStorage
 from marketplace_chat.storage.reports import PostgresReports
-from marketplace_chat.webhooks.dispatcher import CONCURRENCY, POLL_S, Dispatcher, DispatchPolicy
-from marketplace_chat.webhooks.poster import WebhookPoster
+from marketplace_chat.webhooks.process import DispatcherProcess
+from marketplace_chat.webhooks.worker import WorkerConfig
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +71,9 @@ POLICY_RESUBSCRIBE_S = 1.0  # a contact-policy listener that lost Redis subscrib
 # Shares of what is left of the shutdown deadline: the loops get a little, the events in flight
 # the most; the presence cleanup and the closing of transports each leave time for what follows.
 LOOP_STOP_SHARE = 0.1
+# The webhook dispatcher's child process is asked to stop within this share when the drain
+# starts, and waited for before the pools close.
+PROCESS_SHARE = 0.8
 EVENTS_SHARE = 0.4
 PRESENCE_SHARE = 0.5
 TRANSPORT_SHARE = 0.5
@@ -140,6 +144,7 @@ class ChatApp:
     _service: ChatService | None = None
     _sio: ChatSocketServer | None = None
     _loops: list[BackgroundLoop] = field(default_factory=list)
+    _processes: list[DispatcherProcess] = field(default_factory=list)
     _deadline: Deadline | None = None
     _drained: bool = False
 
@@ -152,6 +157,8 @@ class ChatApp:
 
     async def stop_loops(self) -> None:
         deadline = self.deadline()
+        for process in self._processes:
+            process.ask_stop(deadline.share(PROCESS_SHARE, CLOSE_RESERVE_S))
         for loop in self._loops:
             await loop.stop(deadline.share(LOOP_STOP_SHARE, CLOSE_RESERVE_S))
         self._loops.clear()
@@ -299,25 +306,27 @@ def create_app(
         )
         chat_app._loops.append(policy_listener)
         policy_listener.start()
-        sender: WebhookPoster | None = None
         if hooks.webhook_url:
-            sender = WebhookPoster(hooks.webhook_url, hooks.webhook_timeout_s, CONCURRENCY)
-            policy = DispatchPolicy(
-                settings.webhook_secret(), hooks.webhook_timeout_s, hooks.webhook_max_attempts
-            )
-            webhooks: BackgroundLoop | None = None
-            dispatcher = Dispatcher(
-                outbox,
-                sender,
-                clock,
-                policy,
+            # Delivery runs in a child process at a lower CPU priority (webhooks/worker.py).
+            webhooks = DispatcherProcess(
+                WorkerConfig(
+                    dsn=database_dsn,
+                    redis_url=redis_url,
+                    node_id=node_id,
+                    max_sockets_per_user=settings.limits.max_sockets_per_user,
+                    db_timeout_s=settings.database.timeout_s,
+                    webhook_url=hooks.webhook_url,
+                    secret=settings.webhook_secret(),
+                    timeout_s=hooks.webhook_timeout_s,
+                    max_attempts=hooks.webhook_max_attempts,
+                    log_level=settings.server.log_level,
+                    log_format=settings.log_format,
+                ),
                 metrics,
-                _online(service.presence),
-                running=lambda: webhooks is not None and not webhooks.stopping,
             )
-            webhooks = BackgroundLoop("webhooks", dispatcher.tick, POLL_S)
-            chat_app._loops.append(webhooks)
+            chat_app._processes.append(webhooks)
             webhooks.start()
+        heap.settle()
         log.info("node_started", node_id=node_id)
         try:
             yield
@@ -328,8 +337,8 @@ def create_app(
             await deadline.run(service.drain(), "background_work", keep_s=CLOSE_RESERVE_S)
             await deadline.run(verifier.flush(), "auth_cache_flush", keep_s=CLOSE_RESERVE_S)
             await deadline.run(http.aclose(), "http_client_close", keep_s=CLOSE_RESERVE_S)
-            if sender is not None:
-                await deadline.run(sender.aclose(), "webhooks_close", keep_s=CLOSE_RESERVE_S)
+            for process in chat_app._processes:
+                await process.stop(deadline.share(1.0, 3 * CLOSE_RESERVE_S))
             if not await deadline.run(storage.close(), "postgres_close"):
                 storage.terminate()
             if fanout is not None:
@@ -363,13 +372,6 @@ def create_app(
         shutdown_timeout_s=settings.server.shutdown_timeout_s,
     )
     return chat_app
-
-
-def _online(presence: Presence) -> Callable[[int], Awaitable[bool]]:
-    async def is_online(user_id: int) -> bool:
-        return bool(await presence.online([user_id]))
-
-    return is_online
 
 
 def _ping_db(api: FastAPI) -> Any:

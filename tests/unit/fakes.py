@@ -104,7 +104,6 @@ class _StoredChat:
     messages: list[Message] = field(default_factory=list)
     read_seq: dict[int, ReadReceipt] = field(default_factory=dict)
     rev: int = 0
-    blocked: bool = False
     # per message id: the text as sent, where it differs from `text`, and the replaced texts
     originals: dict[str, str] = field(default_factory=dict)
     revisions: dict[str, list[str]] = field(default_factory=dict)
@@ -245,7 +244,8 @@ class MemoryStorage:
                 if m.id == message_id:
                     parts = Participants(chat.id, chat.buyer_id, chat.seller_id)
                     original = chat.originals.get(m.id, m.text)
-                    return chat, index, Target(m, parts, chat.blocked, original)
+                    blocked = self.pair_blocked(chat.buyer_id, chat.seller_id)
+                    return chat, index, Target(m, parts, blocked, original)
         return None
 
     async def edit_message(

@@ -1,10 +1,15 @@
 """Group commit of message inserts.
 
-While one write is in flight, the sends that arrive queue up; the next write commits all of them
-in a single multi-row statement and transaction. Each caller still waits for the commit that
-holds its own row, so an ack never runs ahead of durability, and seq stays gapless and in commit
-order: the statement bumps each chat's `last_seq` by the number of its new rows and numbers them
-in arrival order.
+While a write is in flight, the sends that arrive queue up; the next write commits all of them
+in a single multi-row statement, which is its own transaction (one round trip: no BEGIN and
+COMMIT around it). Two writes may be in flight at once, so that the next batch is on the wire
+while PostgreSQL flushes the previous one. Each caller still waits for the commit that holds
+its own row, so an ack never runs ahead of durability, and seq stays gapless and in commit
+order: the statement locks its chats' rows (in id order, so two writes never deadlock) before
+it bumps each chat's `last_seq` by the number of its new rows and numbers them in arrival
+order, so a write that shares a chat with the one before it waits for that one's commit and
+numbers after it. A send whose client id is already in a write in flight joins that write's
+row instead of racing it.
 
 A batch is as good as its worst row, so a batch that fails for any reason but the database being
 out of reach is rolled back and bisected: each half is committed as a batch of its own, in
@@ -31,6 +36,7 @@ from marketplace_chat.storage.pool import unreachable
 from marketplace_chat.storage.rows import INSERT_COLUMNS, MESSAGE_COLUMNS, REFUSED_COLUMNS
 
 MAX_BATCH = 256  # rows per statement; bounds the statement's size and a batch's latency
+MAX_IN_FLIGHT = 2  # writes at once: one on the wire while the other commits
 
 BLOCKED = Blocked("one of the participants has blocked the other")
 
@@ -53,8 +59,10 @@ WITH input AS (
 ), existing AS (
   SELECT i.ord, {", ".join("m." + c for c in MESSAGE_COLUMNS.split(", "))}
     FROM input i
-    JOIN chat.messages m ON m.chat_id = i.chat_id AND m.sender_id = i.sender_id
-                        AND m.client_message_id = i.client_message_id
+    JOIN chat.messages m ON m.chat_id = i.chat_id AND m.client_message_id = i.client_message_id
+                        -- "+ 0": the (chat_id, client_message_id) key, never the sender's
+                        -- seq index, which would walk every message of the sender in the chat
+                        AND m.sender_id + 0 = i.sender_id
 ), fresh AS (
   SELECT i.*, row_number() OVER (PARTITION BY i.chat_id ORDER BY i.ord) AS n,
          -- rows up to the next one that names a product share its product context
@@ -115,7 +123,7 @@ Key = tuple[str, int, str]
 
 
 class GroupCommitter:
-    """One writer at a time; callers queue behind it and are committed together.
+    """At most MAX_IN_FLIGHT writers; callers queue behind them and are committed together.
 
     `write_one` is the single-message path, for a row of a failed batch that is left alone.
     """
@@ -134,35 +142,74 @@ class GroupCommitter:
         self._timeout = timeout_s
         self._events = events or EventPolicy()
         self._queue: list[_Pending] = []
-        self._writer: asyncio.Task[None] | None = None
+        # The client ids of the writes in flight, so that a repeat joins the first one's row.
+        self._in_flight: dict[Key, _Pending] = {}
+        self._writers: set[asyncio.Task[None]] = set()
+        self._starting = 0  # writers created that have not taken their batch yet
 
     async def add(self, message: NewMessage) -> SendResult | None:
         """The committed message (or the first one with its client id); None: no such chat."""
         future: asyncio.Future[SendResult | None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(message, [future]))
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.get_running_loop().create_task(self._drain())
+        self._start_writers()
         return await future
 
+    def _start_writers(self) -> None:
+        """A writer takes the queue when it first runs, so the sends of one burst share it; a
+        second one starts only once the first has taken its batch."""
+        if self._starting or len(self._writers) >= MAX_IN_FLIGHT:
+            return
+        self._starting += 1
+        writer = asyncio.get_running_loop().create_task(self._drain())
+        self._writers.add(writer)
+        writer.add_done_callback(self._writers.discard)
+
     async def _drain(self) -> None:
+        self._starting -= 1
         while self._queue:
             batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
-            try:
-                await self._commit(_merge_duplicates(batch))
-            except BaseException as exc:  # every waiter must hear how its write ended
-                for pending in batch:
-                    for future in pending.futures:
-                        if not future.done():
-                            future.set_exception(exc)
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
+            batch = self._join_in_flight(_merge_duplicates(batch))
+            if batch:
+                await self._write(batch)
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    def _join_in_flight(self, batch: list[_Pending]) -> list[_Pending]:
+        """Sends of a client id that a write in flight holds wait for that write's row."""
+        fresh: list[_Pending] = []
+        for pending in batch:
+            key = _key(pending.message)
+            if key is None:
+                fresh.append(pending)
+            elif key in self._in_flight:
+                self._in_flight[key].futures.extend(pending.futures)
+            else:
+                self._in_flight[key] = pending
+                fresh.append(pending)
+        return fresh
+
+    async def _write(self, batch: list[_Pending]) -> None:
+        try:
+            await self._commit(batch)
+        except BaseException as exc:  # every waiter must hear how its write ended
+            for pending in batch:
+                for future in pending.futures:
+                    if not future.done():
+                        future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            for pending in batch:
+                key = _key(pending.message)
+                if key is not None and self._in_flight.get(key) is pending:
+                    del self._in_flight[key]
+
+    async def _commit(self, batch: list[_Pending], split: bool = False) -> None:
         """Commit the batch, or isolate the rows that make it fail (see the module docstring).
+        A lone send takes the batch statement too (one round trip); a row that a bisection
+        left alone goes straight to the single-message path.
 
         Raises only when the database is out of reach: then no row of the batch can commit.
         """
-        if len(batch) == 1:
+        if split and len(batch) == 1:
             await self._commit_alone(batch[0])
             return
         try:
@@ -170,9 +217,12 @@ class GroupCommitter:
         except Exception as exc:
             if unreachable(exc):
                 raise
+            if len(batch) == 1:
+                await self._commit_alone(batch[0])
+                return
             half = len(batch) // 2
-            await self._commit(batch[:half])
-            await self._commit(batch[half:])
+            await self._commit(batch[:half], split=True)
+            await self._commit(batch[half:], split=True)
             return
         for ordinal, pending in enumerate(batch, start=1):
             row = rows.get(ordinal)
@@ -194,7 +244,7 @@ class GroupCommitter:
 
     async def _write_batch(self, messages: list[NewMessage]) -> dict[int, asyncpg.Record]:
         ordinals = {m.id: i for i, m in enumerate(messages, start=1)}
-        async with self._pool.acquire(timeout=self._timeout) as conn, conn.transaction():
+        async with self._pool.acquire(timeout=self._timeout) as conn:
             records = await conn.fetch(
                 SEND_BATCH,
                 [m.id for m in messages],
@@ -230,6 +280,12 @@ def _same_key(record: asyncpg.Record, message: NewMessage) -> bool:
         and record["sender_id"] == message.sender_id
         and record["client_message_id"] == message.client_message_id
     )
+
+
+def _key(message: NewMessage) -> Key | None:
+    if message.client_message_id is None:
+        return None
+    return (message.chat_id, message.sender_id, message.client_message_id)
 
 
 def _merge_duplicates(batch: list[_Pending]) -> list[_Pending]:

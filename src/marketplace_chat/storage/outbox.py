@@ -86,7 +86,9 @@ class ReminderState:
 
 
 # The due events are looked at in due order, at most $5 of them (a backlog behind a receiver
-# that is down costs each claim that much and no more); of those, the ones not held back by an
+# that is down costs each claim that much and no more), read in the order of the due index so
+# that the scan stops at the limit (ordering by anything more sorted the whole backlog: 17 ms a
+# claim on 20,000 pending events, against 0.2 to 1.3 ms); of those, the ones not held back by an
 # earlier pending event of their lane are leased. The outer conditions on `o` are checked again
 # on the row's newest version once it is locked, so a row another dispatcher leased meanwhile
 # is skipped, never claimed twice.
@@ -96,7 +98,7 @@ WITH due AS (
     FROM (SELECT pos, lane FROM chat.outbox
            WHERE status = 'pending' AND next_attempt_at <= $1
              AND (lease_until IS NULL OR lease_until <= $1)
-           ORDER BY next_attempt_at, pos
+           ORDER BY next_attempt_at
            LIMIT $5) c
     JOIN chat.outbox o ON o.pos = c.pos
    WHERE o.status = 'pending' AND (o.lease_until IS NULL OR o.lease_until <= $1)

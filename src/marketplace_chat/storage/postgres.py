@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from marketplace_chat.batching import Coalescer
 from marketplace_chat.errors import Blocked, NotFound, Unavailable, ValidationFailed
 from marketplace_chat.models import (
     Chat,
@@ -94,7 +95,8 @@ LIST_CHATS_AFTER = LIST_CHATS.format(cond="AND (updated_at, id) < ($4, $5)")
 SEND = f"""
 WITH existing AS (
   SELECT {MESSAGE_COLUMNS} FROM chat.messages
-   WHERE $6::text IS NOT NULL AND chat_id = $2 AND sender_id = $3 AND client_message_id = $6
+   WHERE $6::text IS NOT NULL AND chat_id = $2 AND client_message_id = $6
+     AND sender_id + 0 = $3  -- the client id's key, never the sender's seq index (see 0005)
 ), bump AS (
   UPDATE chat.chats SET last_seq = last_seq + 1, rev = rev + 1,
          updated_at = GREATEST(updated_at, $7)
@@ -289,6 +291,9 @@ class PostgresStorage:
             else None
         )
         self._participants: OrderedDict[str, Participants] = OrderedDict()
+        # A reconnect storm asks for thousands of users' partners at once (each arrival and
+        # departure is announced to them): the lookups in flight share one query.
+        self._partners: Coalescer[int, list[int]] = Coalescer(self._partners_of, max_batch=1000)
 
     @classmethod
     async def connect(
@@ -414,7 +419,7 @@ class PostgresStorage:
             except _LostRaceError:
                 row = await conn.fetchrow(
                     f"SELECT {MESSAGE_COLUMNS}, false AS created FROM chat.messages "
-                    "WHERE chat_id = $1 AND sender_id = $2 AND client_message_id = $3",
+                    "WHERE chat_id = $1 AND sender_id + 0 = $2 AND client_message_id = $3",
                     message.chat_id,
                     message.sender_id,
                     message.client_message_id,
@@ -545,14 +550,22 @@ class PostgresStorage:
         return receipt, moved
 
     async def partners(self, user_id: int) -> list[int]:
+        return await self._partners.submit(user_id)
+
+    async def _partners_of(self, user_ids: list[int]) -> list[list[int]]:
         async with self._conn() as conn:
             rows = await conn.fetch(
                 # Users who blocked each other are no partners for presence.
-                "SELECT seller_id AS partner FROM chat.chats WHERE buyer_id = $1 AND NOT blocked "
-                "UNION SELECT buyer_id FROM chat.chats WHERE seller_id = $1 AND NOT blocked",
-                user_id,
+                "SELECT buyer_id AS user_id, seller_id AS partner FROM chat.chats "
+                "WHERE buyer_id = ANY($1::bigint[]) AND NOT blocked "
+                "UNION SELECT seller_id, buyer_id FROM chat.chats "
+                "WHERE seller_id = ANY($1::bigint[]) AND NOT blocked",
+                user_ids,
             )
-        return [row["partner"] for row in rows]
+        found: dict[int, list[int]] = {}
+        for row in rows:
+            found.setdefault(row["user_id"], []).append(row["partner"])
+        return [found.get(user_id, []) for user_id in user_ids]
 
     async def response_stats(self, seller_id: int, since: datetime) -> ResponseStats:
         async with self._conn() as conn:

@@ -27,14 +27,18 @@ from marketplace_chat.webhooks.events import EventType
 
 log = structlog.get_logger(__name__)
 
-# Requests in flight from one instance (and kept-alive connections). Few: httpx's CPU per request
-# grows with its pool (on this project's 2-core machine about 1.3 ms at 8 connections, 2 ms at 16,
-# 3.9 ms at 64), and the receiver is one local service that answers in milliseconds.
-CONCURRENCY = 8
-# Events leased per claim: no more than go out at once, so that every attempt of a claim starts
-# at once and ends within the timeout, well inside the lease; a claim of more would queue some
-# behind others, and a lease could run out while its event still waits here.
-CLAIM_BATCH = CONCURRENCY
+# Requests in flight from one instance (and kept-alive connections). A round waits on two
+# statements and the slowest answer, so what a round carries decides the rate: on this project's
+# 2-core machine 8 in flight delivered about 1,000 events/s, 32 about 2,000, 64 about 2,800, at
+# under 0.1 ms of CPU per event each time.
+CLAIM_BATCH = 64
+# Rounds of claim, posts and settle that overlap, so that one round's statements wait while
+# another's requests are out.
+PIPELINES = 2
+# Events leased per claim times the claims in flight: no more than go out at once, so that every
+# attempt of a claim starts at once and ends within the timeout, well inside the lease; a claim
+# of more would queue some behind others, and a lease could run out while its event still waits.
+CONCURRENCY = CLAIM_BATCH * PIPELINES
 # A round claims again as long as there was something to claim (a chat's next event becomes
 # claimable once its previous one is settled), then ends, so that a stop is seen between rounds.
 MAX_CLAIMS_PER_ROUND = 200
@@ -102,13 +106,16 @@ class Dispatcher:
     async def tick(self) -> None:
         """One round: deliver what is due, then the periodic chores."""
         try:
-            for _ in range(MAX_CLAIMS_PER_ROUND):
-                if not self._running() or not await self.deliver_due():
-                    break
+            await asyncio.gather(*(self._deliver_while_due() for _ in range(PIPELINES)))
             await self._chores()
         except ChatError as exc:
             self._metrics.backend_errors.labels("postgres").inc()
             log.warning("webhooks_round_failed", error=exc.message)
+
+    async def _deliver_while_due(self) -> None:
+        for _ in range(MAX_CLAIMS_PER_ROUND):
+            if not self._running() or not await self.deliver_due():
+                break
 
     async def deliver_due(self) -> int:
         """Claim one batch of due events, attempt each, settle them all; how many were claimed."""

@@ -17,7 +17,12 @@ from marketplace_chat.storage.base import EventPolicy
 from marketplace_chat.storage.outbox import OutboxStore
 from marketplace_chat.storage.postgres import PostgresStorage
 from marketplace_chat.webhooks import signing
-from marketplace_chat.webhooks.dispatcher import LEASE_MARGIN_S, Dispatcher, DispatchPolicy
+from marketplace_chat.webhooks.dispatcher import (
+    CLAIM_BATCH,
+    LEASE_MARGIN_S,
+    Dispatcher,
+    DispatchPolicy,
+)
 
 from ..conftest import DB_TIMEOUT_S
 from ..helpers import FakeClock, new_chat, send
@@ -188,3 +193,42 @@ async def test_a_dispatcher_that_died_loses_its_claims_when_the_lease_runs_out(
     clock.advance(5.0 + LEASE_MARGIN_S + 0.001)
     await drain(other)
     assert [e["type"] for e in healthy.of(chat.id)] == ["chat.created"]
+
+
+@dataclass
+class LaneWatch(Receiver):
+    """Also notices two events of one chat in flight at once."""
+
+    lanes_in_flight: Counter[str] = field(default_factory=Counter)
+    overlaps: list[str] = field(default_factory=list)
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> str | None:
+        event = json.loads(body)
+        lane = _chat_of(event) if event["type"] != "message.unread" else None
+        if lane is not None:
+            if self.lanes_in_flight[lane]:
+                self.overlaps.append(lane)
+            self.lanes_in_flight[lane] += 1
+        try:
+            await asyncio.sleep(0.001)  # the other pipeline claims and posts meanwhile
+            return await super().post(body, headers)
+        finally:
+            if lane is not None:
+                self.lanes_in_flight[lane] -= 1
+
+
+async def test_overlapping_claims_of_one_dispatcher_keep_each_chat_one_at_a_time_in_order(
+    storage: PostgresStorage, pool: asyncpg.Pool
+) -> None:
+    clock, receiver = FakeClock(), LaneWatch()
+    chats = [await new_chat(storage) for _ in range(3)]
+    for i in range(CLAIM_BATCH // 2):
+        for chat, buyer, _ in chats:
+            await send(storage, chat.id, buyer, f"m{i}")
+    await dispatcher(pool, receiver, clock).tick()  # its pipelines claim side by side
+    assert receiver.overlaps == []
+    assert receiver.twice == []
+    for chat, _, _ in chats:
+        events = receiver.of(chat.id)
+        seqs = [e["data"]["message"]["seq"] for e in events[1:]]  # type: ignore[index]
+        assert seqs == list(range(1, CLAIM_BATCH // 2 + 1))

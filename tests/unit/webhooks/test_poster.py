@@ -173,3 +173,42 @@ async def test_garbage_and_a_closed_port_are_failures() -> None:
     await server.wait_closed()
     refused = await WebhookPoster(f"http://127.0.0.1:{port}/", 2.0).post(b"", {})
     assert refused == "ConnectError"
+
+
+async def test_an_interim_answer_is_skipped_for_the_real_one(receiver: Receiver) -> None:
+    poster = WebhookPoster(receiver.url, 2.0)
+    receiver.reply = fixed(b"HTTP/1.1 100 Continue\r\n\r\n" + answer(503))
+    assert await poster.post(b"{}", {}) == "HTTP 503"
+    receiver.reply = fixed(answer(200, b"ok"))
+    assert await poster.post(b"{}", {}) is None
+    assert receiver.connections == 1  # both answers were read to their end
+    await poster.aclose()
+
+
+async def test_an_http_1_0_answer_is_not_kept_alive(receiver: Receiver) -> None:
+    poster = WebhookPoster(receiver.url, 2.0)
+    receiver.reply = fixed(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    assert await poster.post(b"{}", {}) is None
+    assert await poster.post(b"{}", {}) is None
+    assert receiver.connections == 2
+    await poster.aclose()
+
+
+async def test_a_header_with_a_line_break_is_never_sent(receiver: Receiver) -> None:
+    poster = WebhookPoster(receiver.url, 2.0)
+    assert await poster.post(b"{}", {"X-Chat-Event": "a\r\nX-Injected: 1"}) == "InvalidHeader"
+    assert receiver.requests == []
+    await poster.aclose()
+
+
+async def test_concurrent_posts_each_get_their_own_answer(receiver: Receiver) -> None:
+    def by_body(request: bytes) -> bytes:
+        return answer(200 if request.endswith(b'"even"') else 500)
+
+    receiver.reply = by_body
+    poster = WebhookPoster(receiver.url, 2.0)
+    bodies = [b'"even"' if i % 2 == 0 else b'"odd"' for i in range(40)]
+    results = await asyncio.gather(*(poster.post(b, {}) for b in bodies))
+    assert results == [None if i % 2 == 0 else "HTTP 500" for i in range(40)]
+    assert receiver.connections <= 40
+    await poster.aclose()
