@@ -61,7 +61,8 @@ bench-queries: install
 	$(BIN)/python benchmarks/queries.py
 
 ## bench-contacts: contact-detail detection quality (recall and false positives per category) on
-## benchmarks/contacts_corpus.jsonl and its throughput on one core; fails when a target is missed
+## benchmarks/contacts_corpus.jsonl and, separately, the hold-out benchmarks/contacts_holdout.jsonl,
+## and its throughput on one core; fails when a target is missed on either
 bench-contacts: install
 	$(BIN)/python benchmarks/contacts.py
 

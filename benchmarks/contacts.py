@@ -2,16 +2,23 @@
 
 Run it with `make bench-contacts` (or `.venv/bin/python benchmarks/contacts.py [--corpus FILE]`).
 
-* Corpus: benchmarks/contacts_corpus.jsonl by default, one JSON object a line:
-  ``{"text": "...", "categories": ["phone", ...]}``; an empty list marks a message without contact
-  details. Another corpus in the same format can be passed with ``--corpus``.
+* Corpora, each reported on its own: benchmarks/contacts_corpus.jsonl (made from templates; the
+  detector's rules were shaped on it) and benchmarks/contacts_holdout.jsonl (written message by
+  message and kept out of tuning, so it shows how the rules hold up on text they were not fitted
+  to). One JSON object a line: ``{"text": "...", "categories": ["phone", ...]}``, an empty list
+  marking a message without contact details, and an optional ``"note"`` saying why a doubtful
+  label is what it is. A span is labelled once, with its most specific category: an e-mail is not
+  also a ``link``, a ``t.me/…`` or ``wa.me/…`` link is ``messenger`` only. Other corpora in the
+  same format can be passed with ``--corpus`` (repeatable; they replace the defaults).
 * Quality, per category and overall: recall (of the messages labelled with a category, the share in
   which the detector reports it; overall: every labelled category reported) and false-positive rate
   (of the messages not labelled with a category, the share in which it is reported; overall: clean
   messages in which anything is reported). Misses and false alarms are listed with ``--verbose``.
-* Throughput: messages scanned per second on this process's core over the corpus texts, and, as a
-  ceiling measured in the same run, the rate of one plain ``re`` search over the same texts.
-* Exit status 1 when a target is missed: recall >= 95 %, false positives <= 2 %, >= 20,000 msg/s.
+* Throughput, per corpus: messages scanned per second of this process's CPU time on one core
+  (so that other work on a shared machine does not count against it) over the corpus texts, and,
+  as a ceiling measured in the same run, the rate of one plain ``re`` search over the same texts.
+* Exit status 1 when a target is missed on any corpus: recall >= 95 %, false positives <= 2 % (per
+  category and overall), >= 20,000 msg/s.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 from marketplace_chat.contacts import Category, ContactDetector
 
 CORPUS = Path(__file__).resolve().parent / "contacts_corpus.jsonl"
+HOLDOUT = Path(__file__).resolve().parent / "contacts_holdout.jsonl"
 CATEGORIES: tuple[Category, ...] = ("phone", "email", "link", "messenger")
 #: The marketplace's own domains in the corpus: links to them are not contact details.
 ALLOWED_HOSTS = ("market.ru",)
@@ -114,52 +122,69 @@ def evaluate(
 
 
 def rate(scan: Callable[[str], object], texts: Sequence[str], seconds: float = 1.0) -> float:
-    """Messages per second of ``scan`` over ``texts``, repeated for at least ``seconds``."""
+    """Messages per CPU second of ``scan`` over ``texts``, repeated for at least ``seconds``."""
     done = 0
-    start = time.perf_counter()
+    start = time.process_time()
     while True:
         for text in texts:
             scan(text)
         done += len(texts)
-        elapsed = time.perf_counter() - start
+        elapsed = time.process_time() - start
         if elapsed >= seconds:
             return done / elapsed
 
 
+def report(detector: ContactDetector, path: Path, seconds: float, verbose: bool) -> bool:
+    """Print one corpus's quality and throughput; whether every target is met on it."""
+    samples = load(path)
+    positives = sum(1 for s in samples if s.categories)
+    print(
+        f"corpus: {path.name}, {positives} with contact details, {len(samples) - positives} without"
+    )
+    quality = evaluate(detector, samples, verbose)
+    ok = True
+    print(f"{'category':<10} {'recall':>16} {'false positives':>22}")
+    for q in quality:
+        met = q.recall >= RECALL_TARGET and q.false_positive_rate <= FALSE_POSITIVE_TARGET
+        print(
+            f"{q.name:<10} {q.recall:>7.1%} {q.found:>4}/{q.labelled:<4} "
+            f"{q.false_positive_rate:>12.2%} {q.false_alarms:>4}/{q.others:<4}"
+            f"{'' if met else '  MISSED'}"
+        )
+        ok = ok and met
+    texts = [s.text for s in samples]
+    measured = rate(detector.scan, texts, seconds)
+    ceiling = rate(_PLAIN.search, texts, seconds)
+    print(
+        f"throughput: {measured:,.0f} msg/s on one core "
+        f"(plain re scan: {ceiling:,.0f} msg/s; ratio {measured / ceiling:.3f})"
+    )
+    return ok and measured >= THROUGHPUT_TARGET
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=CORPUS)
+    parser.add_argument(
+        "--corpus",
+        type=Path,
+        action="append",
+        help="corpus to measure (repeatable); default: the template and the hold-out corpus",
+    )
     parser.add_argument("--seconds", type=float, default=2.0, help="time per throughput run")
     parser.add_argument("--verbose", action="store_true", help="list every wrong message")
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
-    samples = load(args.corpus)
     detector = ContactDetector(ALLOWED_HOSTS)
-    quality = evaluate(detector, samples, args.verbose)
-    ok = True
-    positives = sum(1 for s in samples if s.categories)
+    results = []
+    for number, path in enumerate(args.corpus or [CORPUS, HOLDOUT]):
+        if number:
+            print()
+        results.append(report(detector, path, args.seconds, args.verbose))
+    ok = all(results)
     print(
-        f"corpus: {args.corpus.name}, {positives} with contact details, "
-        f"{len(samples) - positives} without"
-    )
-    print(f"{'category':<10} {'recall':>16} {'false positives':>22}")
-    for q in quality:
-        print(
-            f"{q.name:<10} {q.recall:>7.1%} {q.found:>4}/{q.labelled:<4} "
-            f"{q.false_positive_rate:>12.2%} {q.false_alarms:>4}/{q.others:<4}"
-        )
-        ok = ok and q.recall >= RECALL_TARGET and q.false_positive_rate <= FALSE_POSITIVE_TARGET
-    texts = [s.text for s in samples]
-    measured = rate(detector.scan, texts, args.seconds)
-    ceiling = rate(_PLAIN.search, texts, args.seconds)
-    print(
-        f"throughput: {measured:,.0f} msg/s on one core "
-        f"(plain re scan: {ceiling:,.0f} msg/s; ratio {measured / ceiling:.3f})"
-    )
-    ok = ok and measured >= THROUGHPUT_TARGET
-    print(
-        f"targets: recall >= {RECALL_TARGET:.0%}, false positives <= {FALSE_POSITIVE_TARGET:.0%}, "
+        f"\ntargets on every corpus: recall >= {RECALL_TARGET:.0%}, "
+        f"false positives <= {FALSE_POSITIVE_TARGET:.0%}, "
         f">= {THROUGHPUT_TARGET:,.0f} msg/s: {'met' if ok else 'MISSED'}"
     )
     return 0 if ok else 1

@@ -1649,10 +1649,10 @@ class Sink:
 
 # The receiver's ceiling: the service's own webhook client, alone on the service's core, posting
 # as fast as the sink answers with as many requests in flight as the dispatcher keeps; prints
-# requests/s. The dispatcher's rate is shown as a share of it.
+# requests/s and the client's CPU per request. The dispatcher's rate is shown as a share of it.
 CEILING = textwrap.dedent(
     """
-    import asyncio, sys, time
+    import asyncio, json, resource, sys, time
     import uvloop
     from marketplace_chat.webhooks.dispatcher import CONCURRENCY
     from marketplace_chat.webhooks.poster import WebhookPoster
@@ -1665,16 +1665,20 @@ CEILING = textwrap.dedent(
             while left > 0:
                 left -= 1
                 assert await poster.post(body, {"Content-Type": "application/json"}) is None
-        started = time.monotonic()
+        assert await poster.post(body, {}) is None  # the pool's first connection, and imports
+        cpu = lambda: sum(resource.getrusage(resource.RUSAGE_SELF)[:2])
+        started, used = time.monotonic(), cpu()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        print(round(n / (time.monotonic() - started), 1))
+        per_s = n / (time.monotonic() - started)
+        us = 1e6 * (cpu() - used) / n
+        print(json.dumps({"perS": round(per_s, 1), "cpuUsPerRequest": round(us, 1)}))
         await poster.aclose()
     uvloop.run(main())
     """
 )
 
 
-async def sink_ceiling(sink: Sink, requests: int = DISPATCH_EVENTS) -> float:
+async def sink_ceiling(sink: Sink, requests: int = DISPATCH_EVENTS) -> dict[str, float]:
     proc = await asyncio.create_subprocess_exec(
         "taskset",
         "-c",
@@ -1690,7 +1694,8 @@ async def sink_ceiling(sink: Sink, requests: int = DISPATCH_EVENTS) -> float:
     out, _ = await asyncio.wait_for(proc.communicate(), DISPATCH_TIMEOUT_S)
     if proc.returncode != 0:
         raise RuntimeError("the ceiling measurement failed")
-    return float(out.decode().strip())
+    figures: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+    return figures
 
 
 def hook_env(sink: Sink) -> dict[str, str]:
@@ -1801,7 +1806,9 @@ async def webhooks_scenario(ctx: Context) -> None:
         on["webhooksReceived"] = await sink.count() - received
         on["webhooksLeftPending"] = await settle_outbox(ctx.database_url, on["chatIds"])
         dispatch = await dispatch_rate(ctx, sink)
-        dispatch["ceilingPerS"] = await sink_ceiling(sink)
+        ceiling = await sink_ceiling(sink)
+        dispatch["ceilingPerS"] = ceiling["perS"]
+        dispatch["clientCpuUsPerRequest"] = ceiling["cpuUsPerRequest"]
     finally:
         await sink.stop()
     ratio = on["ackedPerS"] / off["ackedPerS"] if off.get("ackedPerS") else 0.0
@@ -1824,8 +1831,8 @@ async def webhooks_scenario(ctx: Context) -> None:
             f"{dispatch['seconds']} s; server CPU {dispatch['cpu'].get('serverCpuPct')}% of a core "
             f"({dispatch['cpuUsPerEvent']} us per event); "
             f"the receiver's ceiling {dispatch['ceilingPerS']:,.0f} requests/s from the same "
-            f"client "
-            f"alone ({100 * dispatch['ofCeiling']:.0f}% of it)",
+            f"client alone ({100 * dispatch['ofCeiling']:.0f}% of it), which spends "
+            f"{dispatch['clientCpuUsPerRequest']} us of CPU per request",
             f">= {DISPATCH_MIN_RATE:,.0f} events/s to a local receiver",
             verdict((dispatch["deliveredPerS"] or 0) >= DISPATCH_MIN_RATE),
         ),

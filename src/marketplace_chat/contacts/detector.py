@@ -7,7 +7,7 @@ from functools import lru_cache
 
 import tldextract
 
-from marketplace_chat.contacts.messengers import find_messengers
+from marketplace_chat.contacts.messengers import find_messengers, names_before
 from marketplace_chat.contacts.model import Category, Detection, Finding
 from marketplace_chat.contacts.normalize import Normalized, latin_view, normalize
 from marketplace_chat.contacts.phones import find_phones
@@ -60,7 +60,14 @@ class ContactDetector:
         emails = find_emails(view, self.suffix_of)
         raw.extend(("email", s, e) for s, e in emails)
         links, addresses = find_links(view, self.suffix_of, self._allowed, emails)
-        raw.extend((f.category, f.start, f.end) for f in links if not _sentence_break(norm, f))
+        links = [link for link in links if not _sentence_break(norm, link)]
+        names = iter(names_before(view, [link.start for link in links if link.bare]))
+        for link in links:
+            name = next(names) if link.bare else None
+            if name is None:
+                raw.append((link.category, link.start, link.end))
+            else:
+                raw.append(("messenger", name, link.end))
         taken = emails + addresses
         raw.extend(("messenger", s, e) for s, e in find_handles(view, taken))
         phones = find_phones(norm.text, taken)

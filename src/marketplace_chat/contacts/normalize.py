@@ -33,7 +33,10 @@ _CYR_TLDS = {"ру": "ru", "ком": "com", "нет": "net", "орг": "org", "�
 _CYR_TLD_RE = re.compile(r"(?<=[a-z0-9][.])(ру|ком|нет|орг|инфо|су)(?![а-яёa-z0-9])")
 
 _CYR_ONLY_TLD_RE = re.compile(r"(?<=[.])(?:рф|рус|сайт|онлайн)(?![а-яёa-z0-9])")
-_MIXED_TOKEN_RE = re.compile(r"[^\s]*[a-z][^\s]*")
+# Tokens end at spaces, brackets, commas, colons and @: in "oleg(собака)mail" the Russian word
+# between brackets is not part of the Latin one, nor "тг" in "тг@ivan_p".
+_MIXED_TOKEN_RE = re.compile(r"[^\s()\[\]{}<>,;:@\"«»]*[a-z][^\s()\[\]{}<>,;:@\"«»]*")
+_HAS_LATIN_RE = re.compile(r"[a-z]")
 _HAS_CYRILLIC_RE = re.compile(r"[а-яёіїјѕһԁԛԝ]")
 
 
@@ -135,7 +138,7 @@ def normalize(text: str) -> Normalized:
 def latin_view(text: str) -> str:
     """``text`` (already normalised) with look-alike Cyrillic letters made Latin inside tokens that
     hold a Latin letter, and Cyrillic top-level domains spelt in Latin; same length as ``text``."""
-    if text.isascii() or not _HAS_CYRILLIC_RE.search(text):
+    if text.isascii() or not _HAS_CYRILLIC_RE.search(text) or not _HAS_LATIN_RE.search(text):
         return text
 
     def fix(match: re.Match[str]) -> str:

@@ -23,9 +23,11 @@ from marketplace_chat.contacts.words import (
 
 MIN_DIGITS = 7
 
-_LETTER_ZERO_RE = re.compile(r"[0-9][oоз]|[oоз][0-9]")
+_LETTER_ZERO_RE = re.compile(r"[0-9][oоз]|[oоз][0-9]|[0-9][ .\-][oо]")
 _DIGIT_RUN_RE = re.compile(r"(?<![a-zа-яё])[0-9oоз]*[0-9][0-9oоз]*(?![a-zа-яё])")
 _LETTER_DIGITS = str.maketrans({"o": "0", "о": "0", "з": "3"})
+# A group of zeros typed as letters on its own between digit groups: "+7 985 ООО 11 22".
+_LONE_ZEROS_RE = re.compile(r"(?<=[0-9][ .\-])[oо]{1,4}(?=[ .\-][0-9])")
 
 # Dates (12.05.2026, 2026-05-12, 12/05/26, 12.05.26) and times (18:30, 9:00:15). A date with a
 # two-digit year needs dots or slashes: dashes of that shape are the tail of a phone (12-05-26).
@@ -33,7 +35,7 @@ _DATE_TIME_RE = re.compile(
     r"(?<![0-9])(?<![0-9][./-])(?:"
     r"(?:0?[1-9]|[12][0-9]|3[01])([./-])(?:0?[1-9]|1[0-2])\1(?:19|20)[0-9]{2}"
     r"|(?:0?[1-9]|[12][0-9]|3[01])([./])(?:0?[1-9]|1[0-2])\2[0-9]{2}"
-    r"|(?:19|20)[0-9]{2}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:19|20)[0-9]{2}(?P<ysep>[-/.])(?:0[1-9]|1[0-2])(?P=ysep)(?:0[1-9]|[12][0-9]|3[01])"
     r")(?![0-9]|[./][0-9])"
     # A day and month without the year (12.05, 15.05-17.05).
     r"|(?<![0-9])(?<![0-9][./-])(?:0?[1-9]|[12][0-9]|3[01])\.(?:0[1-9]|1[0-2])(?![0-9]|[./][0-9])"
@@ -43,10 +45,38 @@ _DATE_TIME_RE = re.compile(
 
 # Codes that a number after them is: standards, registry and serial numbers (ГОСТ 31399-2009,
 # ISBN 978-5-17-1, ИНН 7701234567), not a phone.
+# Barcodes (штрихкод 4607001234567, EAN-13) and parcel tracking numbers (трек 80080012345678) too.
+# The name must be a whole word: "на карту 8916…" and "в субботу 8916…" end in "ту", not in ТУ.
 _CODE_BEFORE_RE = re.compile(
-    r"(?:гост|ту|isbn|issn|инн|огрн|огрнип|кпп|бик|окпд|оквэд|снилс|imei|vin|s/n|sn|серийный|"
-    r"серийник|р/с|к/с|счет|счёт|iso|din|en)\s{0,2}(?:р\s?|№|no\.?|n)?[:#]?\s{0,2}$"
+    r"(?<![a-zа-яё])(?P<code>гост|ту|isbn|issn|инн|огрн|огрнип|кпп|бик|окпд|оквэд|снилс|imei|vin|"
+    r"s/n|sn|серийный|серийник|р/с|к/с|счет|счёт|iso|din|en|ean|ean-13|upc|gtin|штрихкод|"
+    r"штрих-код|баркод|barcode|трек|трек-номер|трекномер|трек-код|tracking|track|кадастровый|"
+    r"кузова|рамы|шасси|двигателя|frame|chassis)"
+    r"\s{0,2}(?:р\s?|№|no\.?|n|номер|number)?[:#]?\s{0,2}$"
 )
+# Labels of ids that are not phones: an article, an order, a booking, a listing. A number after
+# them is one unless it is written like a Russian phone (8916…, +7…), the shape an evasion takes.
+_ID_BEFORE_RE = re.compile(
+    r"(?<![a-zа-яё])(?:артикул[а-я]*|арт|sku|id|айди|заказ[а-я]*|order|бронь|брони|квитанци[яи]|"
+    r"пароль|password|лот[а-я]*|объявлени[а-я]*|чек[а-я]*|накладн[а-я]*|ттн|код товара|"
+    r"код заказа|смс[ -]код|код из смс|код подтверждения)\.?\s{0,2}(?:№|#|no\.?|номер|number)?"
+    r"[.:#]?\s{0,2}\Z|(?:№|#|(?<![a-z])no\.?)\s{0,2}\Z"  # № reads as "no" after NFKC
+)
+
+# A bank account has 20 digits: after "счет" a shorter number may well be a phone ("переведу на
+# счет по номеру 8916…").
+_ACCOUNT_CODES = frozenset({"р/с", "к/с", "счет", "счёт"})
+_ACCOUNT_DIGITS = 16
+
+# Memory of a phone or a laptop, RAM/storage: 8/256, 12+256, 12/512 ГБ, 16/1tb.
+_MEMORY_RE = re.compile(
+    r"(?<![0-9/+])(?:1|2|3|4|6|8|12|16|18|24|32|64)[/+]"
+    r"(?:16|32|64|128|256|512|1024|1 ?tb|2 ?tb|1 ?тб|2 ?тб)(?![0-9/+])"
+)
+# A model code around the digits: ХМ-4426-080-N, SM-A546-0123, not a phone label (тел-8916…).
+_CODE_PREFIX_RE = re.compile(r"(?<![a-zа-яё0-9])(?P<word>[a-zа-яё]{1,6}[0-9]{0,6})-\Z")
+_CODE_SUFFIX_RE = re.compile(r"-[a-zа-яё]{1,3}(?![a-zа-яё0-9])")
+_PHONE_LABELS = frozenset({"т", "тел", "тлф", "моб", "сот", "tel", "ph", "mob", "tg", "тг"})
 
 _SEVEN_DIGITS_RE = re.compile(r"[0-9](?:[^0-9]{0,12}[0-9]){6}")
 _ITEM_RE = re.compile(
@@ -55,9 +85,9 @@ _ITEM_RE = re.compile(
     + r")(?![^\W\d_])"
 )
 _GLUE_RE = re.compile(r"(?<![^\W\d_])(?:" + "|".join(NUMBER_GLUE) + r")(?![^\W\d_])")
-_DATE_HINT_RE = re.compile(r"[0-9][./:-][0-9]")
+_DATE_HINT_RE = re.compile(r"[0-9][./:+-][0-9]")
 
-_SEPARATORS = frozenset(" \t\r\n\u00a0-‐‑‒–—―−.·•()[]{}<>/\\|_+'\"`~:;!?…")
+_SEPARATORS = frozenset(" \t\r\n\u00a0-‐‑‒–—―−.·•()[]{}<>/\\|_+*'\"`~:;!?…")
 _MAX_GAP = 5
 
 
@@ -70,10 +100,12 @@ class _Group:
 
 
 def phone_view(text: str) -> str:
-    """``text`` with the letters o/о/з read as 0/3 inside runs of digits ("8 9оо 12з")."""
+    """``text`` with the letters o/о/з read as 0/3 inside runs of digits ("8 9оо 12з"), and a
+    group of o/о alone between digit groups read as zeros ("985 ооо 11 22")."""
     if not _LETTER_ZERO_RE.search(text):
         return text
-    return _DIGIT_RUN_RE.sub(lambda m: m.group().translate(_LETTER_DIGITS), text)
+    text = _DIGIT_RUN_RE.sub(lambda m: m.group().translate(_LETTER_DIGITS), text)
+    return _LONE_ZEROS_RE.sub(lambda m: "0" * len(m.group()), text)
 
 
 def _blank(text: str, spans: list[tuple[int, int]]) -> str:
@@ -85,7 +117,11 @@ def _blank(text: str, spans: list[tuple[int, int]]) -> str:
     return "".join(chars)
 
 
-def _gap_joins(gap: str) -> bool:
+def _gap_joins(gap: str, spelt: bool = False) -> bool:
+    """Whether ``gap`` only separates two parts of one number. Between number words a comma is
+    allowed too ("восемь, девять, один…"); between digits it separates a list (1500, 2000, 2500)."""
+    if spelt:
+        gap = gap.replace(",", " ")
     if len(gap) > _MAX_GAP and not gap.isspace():
         return False
     if len(gap) > 12:
@@ -137,7 +173,8 @@ def _groups(view: str) -> list[list[_Group]]:
 
     def append(group: _Group) -> None:
         nonlocal current
-        if current and not _gap_joins(view[current[-1].end : group.start]):
+        spelt = group.spelt and current[-1].spelt if current else False
+        if current and not _gap_joins(view[current[-1].end : group.start], spelt):
             runs.append(current)
             current = []
         current.append(group)
@@ -154,7 +191,10 @@ def _groups(view: str) -> list[list[_Group]]:
         start, end = match.span()
         if token[0].isdigit():
             flush_words()
-            if (start and view[start - 1].isalpha()) or (end < len(view) and view[end].isalpha()):
+            glued = (start and view[start - 1].isalpha()) or (
+                end < len(view) and view[end].isalpha()
+            )
+            if glued and _in_code(view, start, end):
                 # Part of a code such as RA123456789RU or id12345678.
                 if current:
                     runs.append(current)
@@ -163,7 +203,7 @@ def _groups(view: str) -> list[list[_Group]]:
             append(_Group(start, end, token, False))
             continue
         value, kind = NUMBER_WORDS[token.replace("ё", "е")]
-        if words and not _gap_joins(_GLUE_RE.sub("", view[words[-1][1] : start])):
+        if words and not _gap_joins(_GLUE_RE.sub("", view[words[-1][1] : start]), spelt=True):
             flush_words()
         words.append((start, end, value, kind))
     flush_words()
@@ -172,13 +212,73 @@ def _groups(view: str) -> list[list[_Group]]:
     return runs
 
 
+_WHOLE_NUMBER_RE = re.compile(r"[789][0-9]{9,10}|\+?[0-9]{11,13}")
+
+
+def _in_code(view: str, start: int, end: int) -> bool:
+    """Digits glued to letters (the caller checked that they are) belong to a code (RA123456789RU,
+    id12345678), except a whole phone number glued to a Russian word ("звони89161234567",
+    "89161234567вотсап"): codes are Latin."""
+    before = start > 0 and view[start - 1].isalpha()
+    after = end < len(view) and view[end].isalpha()
+    if _WHOLE_NUMBER_RE.fullmatch(view, start, end) is None:
+        return True
+    return (before and not _is_cyrillic(view[start - 1])) or (after and not _is_cyrillic(view[end]))
+
+
+def _is_cyrillic(char: str) -> bool:
+    return "а" <= char <= "я" or char == "ё"
+
+
 def _is_progression(run: list[_Group]) -> bool:
-    """Sizes or quantities listed in steps: 40 42 44 46, 48-50-52-54."""
-    if len(run) < 3 or any(len(g.digits) > 3 for g in run):
+    """Sizes or quantities listed in steps (40 42 44 46, 48-50-52-54), or years (2016 2017 2018)."""
+    if len(run) < 3:
+        return False
+    years = all(len(g.digits) == 4 and "1900" <= g.digits <= "2099" for g in run)
+    if not years and any(len(g.digits) > 3 for g in run):
         return False
     values = [int(g.digits) for g in run]
     steps = {b - a for a, b in pairwise(values)}
     return len(steps) == 1 and 0 < abs(next(iter(steps))) <= 10
+
+
+def _is_size_list(run: list[_Group]) -> bool:
+    """Three or more groups of one width (two digits or more) in equal steps: sizes, years or
+    prices listed (42 44 46 48 50, 2016 2017 2018, 1500 1700 1900), whatever the numbering plan
+    says of their digits."""
+    if len(run) < 3:
+        return False
+    width = len(run[0].digits)
+    if width < 2 or any(len(g.digits) != width or g.spelt for g in run):
+        return False
+    steps = {int(b.digits) - int(a.digits) for a, b in pairwise(run)}
+    return len(steps) == 1 and 0 not in steps
+
+
+def _is_measurements(run: list[_Group]) -> bool:
+    """Body measurements, bust-waist-hips: 92-76-100, 100/80/105. A local number of seven digits
+    is grouped 3-2-2 (123-45-67) and its last groups are not all in this span."""
+    if len(run) != 3 or [len(g.digits) for g in run] == [3, 2, 2]:
+        return False
+    return all(not g.spelt and 50 <= int(g.digits) <= 150 for g in run)
+
+
+def _is_range_pairs(run: list[_Group], view: str) -> bool:
+    """Two ranges one after another: a size and a height, 52-54/182-188."""
+    if len(run) != 4:
+        return False
+    gaps = [view[a.end : b.start].strip() for a, b in pairwise(run)]
+    if gaps[0] != "-" or gaps[2] != "-" or gaps[1] not in ("/", ","):
+        return False
+    a, b, c, d = (int(g.digits) for g in run)
+    return 0 < b - a <= 12 and 0 < d - c <= 12
+
+
+def _is_dimensions(run: list[_Group], view: str) -> bool:
+    """Two or three measures multiplied: 50*70*30, 200 * 60."""
+    if not 2 <= len(run) <= 3:
+        return False
+    return all(view[a.end : b.start].strip() == "*" for a, b in pairwise(run))
 
 
 def _is_thousands(run: list[_Group], view: str) -> bool:
@@ -196,10 +296,13 @@ def _is_range(run: list[_Group], view: str) -> bool:
     if len(run) != 2:
         return False
     a, b = run
-    if view[a.end : b.start].strip() not in ("-", "–", "—", "−"):
+    dash = view[a.end : b.start].strip()
+    if dash not in ("-", "–", "—", "−", "/"):
         return False
     if len(a.digits) == len(b.digits) == 4 and "1900" <= a.digits < b.digits <= "2099":
-        return True  # years: 2019-2021
+        return True  # years: 2019-2021, a season 2024/2025
+    if dash == "/":
+        return False
     if not (3 <= len(a.digits) <= 6 and 3 <= len(b.digits) <= 6):
         return False
     return int(a.digits) < int(b.digits) and a.digits.endswith("0") and b.digits.endswith("0")
@@ -220,7 +323,10 @@ def find_phones(view: str, blocked: list[tuple[int, int]]) -> list[tuple[int, in
     if _SEVEN_DIGITS_RE.search(view) is None and not _maybe_spelt(view):
         return []  # fewer than seven digits close together, and no number words
     view = phone_view(view)
-    dates = [m.span() for m in _DATE_TIME_RE.finditer(view)] if _DATE_HINT_RE.search(view) else []
+    dates = []
+    if _DATE_HINT_RE.search(view):
+        dates = [m.span() for m in _DATE_TIME_RE.finditer(view)]
+        dates.extend(m.span() for m in _MEMORY_RE.finditer(view))
     view = _blank(view, blocked + dates)
     found: list[tuple[int, int]] = []
     for run in _groups(view):
@@ -255,21 +361,63 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
     )
     if priced and (len(run) == 1 or _is_thousands(run, view)) and not plus:
         return False
-    if _CODE_BEFORE_RE.search(before):
+    code = _CODE_BEFORE_RE.search(view, max(0, start - 28), start)
+    if code is not None and (code["code"] not in _ACCOUNT_CODES or len(digits) >= _ACCOUNT_DIGITS):
+        return False
+    if _is_code(view, start, end) or _is_dimensions(run, view):
+        return False
+    if _is_measurements(run) or _is_range_pairs(run, view):
+        return False
+    if _is_size_list(run) or _is_round_amounts(run, view) or _is_amount_range(run, view):
+        return False
+    if not ru_like and _ID_BEFORE_RE.search(view, max(0, start - 20), start):
         return False
     if _is_progression(run) or _is_range(run, view):
         return _looks_dialable(digits, plus)
     return not (_is_thousands(run, view) and len(digits) <= 9 and not ru_like)
 
 
-_SPELT_HINT_RE = re.compile(
-    r"(?<![a-zа-яё])(?:"
-    + "|".join(
-        sorted((w for w in NUMBER_WORDS if w not in ("раз", "oh", "one")), key=len, reverse=True)
-    )
-    + r")(?![a-zа-яё])"
-)
+def _is_round_amounts(run: list[_Group], view: str) -> bool:
+    """Round amounts: 1 000 000 000, 25 000 000 (thousands of zeros), and lists of round amounts
+    (1200 1500 1800 2000)."""
+    if len(run) < 2 or not run[-1].digits.endswith("00"):
+        return False
+    if all(g.digits == "000" for g in run[1:]) and _is_thousands(run, view):
+        return True
+    return all(len(g.digits) >= 3 and g.digits.endswith("00") for g in run)
+
+
+_AMOUNT_GAP_RE = re.compile(r"\s+[-–—+=]\s+|\s*[–—]\s*")
+
+
+def _is_amount_range(run: list[_Group], view: str) -> bool:
+    """Amounts grouped by thousands on both sides of a dash or a plus: 10 000 - 15 000,
+    125 000 + 35 000. A phone spaced around its dashes (8 - 916 - 123…) has no such parts."""
+    if len(run) < 4 or len(run[-1].digits) != 3:
+        return False
+    parts: list[list[_Group]] = [[run[0]]]
+    for a, b in pairwise(run):
+        if _AMOUNT_GAP_RE.fullmatch(view, a.end, b.start):
+            parts.append([])
+        parts[-1].append(b)
+    return len(parts) >= 2 and all(len(p) >= 2 and _is_thousands(p, view) for p in parts)
+
+
+def _is_code(view: str, start: int, end: int) -> bool:
+    """Digits joined by a hyphen to letters before or after them: a model or part number."""
+    if start and view[start - 1] == "-":
+        prefix = _CODE_PREFIX_RE.search(view, max(0, start - 14), start)
+        if prefix is not None and prefix.group("word") not in _PHONE_LABELS:
+            return True
+    return view.startswith("-", end) and _CODE_SUFFIX_RE.match(view, end) is not None
+
+
+# Words that may start a spelt number; "раз", "oh" and "one" alone are too common to count.
+_SPELT_HINTS = frozenset(w for w in NUMBER_WORDS if w not in ("раз", "oh", "one"))
+_WORD_RE = re.compile(r"[a-zа-яёіїє]+(?:['’][a-zа-яёіїє]+)*")
 
 
 def _maybe_spelt(view: str) -> bool:
-    return _SPELT_HINT_RE.search(view) is not None
+    """Whether any word of ``view`` is a number word: a set lookup per word, cheaper than one
+    pattern with every spelling in it."""
+    return not _SPELT_HINTS.isdisjoint(_WORD_RE.findall(view))

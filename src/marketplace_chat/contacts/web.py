@@ -8,13 +8,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from marketplace_chat.contacts.model import Category
+from marketplace_chat.contacts.words import ENGLISH_WORDS, MESSENGER_NAME_RE
 
 _LABEL = r"[a-z0-9а-яё](?:[a-z0-9а-яё-]{0,62})"
-_LOCAL = r"[a-z0-9_%+-](?:[a-z0-9._%+-]{0,63})"
+# Cyrillic letters too: заказ@пекарня.рф is an address like any other.
+_LOCAL = r"[a-z0-9а-яё_%+-](?:[a-z0-9а-яё._%+-]{0,63})"
 
 # name@host.tld, spaces allowed around the @.
 _EMAIL_RE = re.compile(
-    rf"(?<![a-z0-9._%+-]){_LOCAL}[ \t]{{0,2}}@[ \t]{{0,2}}"
+    rf"(?<![a-z0-9а-яё._%+-])(?P<local>{_LOCAL})[ \t]{{0,2}}@[ \t]{{0,2}}"
     rf"(?P<host>(?:{_LABEL}\.){{1,8}}[a-zа-яё]{{2,24}})"
     r"(?![a-zа-яё0-9-])"
 )
@@ -28,15 +30,29 @@ _DOT = (
 )
 _CYR_TLD_WORDS = {"ру": "ru", "ком": "com", "нет": "net", "орг": "org", "рф": "рф", "су": "su"}
 _SPELT_TLD = r"(?P<tld>[a-z]{2,12}|ру|ком|нет|орг|рф|су)(?![a-zа-яё0-9])"
+# Mail providers as they are written in Cyrillic ("собака гмейл точка ком"), and their Latin names.
+_CYR_PROVIDERS = {
+    "гмейл": "gmail", "гмайл": "gmail", "джимейл": "gmail", "жмейл": "gmail", "гмеил": "gmail",
+    "мейл": "mail", "майл": "mail", "мэйл": "mail", "маил": "mail", "яндекс": "yandex",
+    "яндэкс": "yandex", "рамблер": "rambler", "аутлук": "outlook", "хотмейл": "hotmail",
+    "айклауд": "icloud", "инбокс": "inbox", "лист": "list", "бк": "bk", "яху": "yahoo",
+}  # fmt: skip
 _SPELT_EMAIL_RE = re.compile(
     rf"(?<![a-z0-9._%+-])(?P<local>[a-z0-9][a-z0-9._+-]{{0,63}})"
-    rf"(?:(?P<strong>{_AT_STRONG})|{_AT_WORD}|\s*@\s*)"
-    rf"(?P<host>[a-z0-9][a-z0-9-]{{0,62}})(?:(?:{_DOT}[a-z0-9][a-z0-9-]{{0,62}}){{0,3}}{_DOT}{_SPELT_TLD})?"
+    rf"(?:(?P<strong>{_AT_STRONG})|(?P<word>{_AT_WORD})|(?P<sign>\s*@\s*))"
+    rf"(?P<host>[a-z0-9][a-z0-9-]{{0,62}}|{'|'.join(_CYR_PROVIDERS)})"
+    rf"(?:(?:{_DOT}[a-z0-9][a-z0-9-]{{0,62}}){{0,3}}{_DOT}{_SPELT_TLD})?"
 )
 _MAIL_PROVIDERS = frozenset(
     str.split(
         "gmail yandex ya mail bk list inbox rambler yahoo outlook hotmail icloud proton protonmail "
         "live me aol gmx zoho tutanota ukr"
+    )
+)
+
+_UNAMBIGUOUS_PROVIDERS = frozenset(
+    str.split(
+        "gmail yandex rambler yahoo outlook hotmail icloud protonmail proton gmx zoho tutanota"
     )
 )
 
@@ -46,9 +62,13 @@ _URL_RE = re.compile(
     rf"|(?<![a-z0-9а-яё@._%+-])(?P<host>(?:{_LABEL}\.){{1,8}}[a-zа-яё]{{2,24}})(?![a-zа-яё0-9-])"
     r"(?::[0-9]{2,5})?(?:[/?#][^\s<>\"'«»]{0,2000})?"
 )
+# The host may be Cyrillic ("авито точка ру") when it has three letters or more; a space on one
+# side of the dot is enough for a Latin host and suffix ("avito. ru", "avito .ru"), not for Russian
+# words ("пришлите. РФ…" ends a sentence).
 _SPACED_LINK_RE = re.compile(
-    r"(?<![a-z0-9._-])(?P<host>[a-z0-9][a-z0-9-]{1,62})"
-    r"(?:\s*(?:\(\s*(?:\.|dot|точка)\s*\)|\[\s*(?:\.|dot|точка)\s*\])\s*|\s+(?:dot|точка|тчк)\s+|\s\.\s)"
+    r"(?<![a-z0-9а-яё._-])(?P<host>[a-z0-9][a-z0-9-]{1,62}|[а-яё][а-яё0-9-]{2,62})"
+    r"(?:\s*(?:\(\s*(?:\.|dot|точка)\s*\)|\[\s*(?:\.|dot|точка)\s*\])\s*|\s+(?:dot|точка|тчк)\s+"
+    r"|\s\.\s|(?P<half>\s\.|\.\s))"
     r"(?P<tld>ru|com|net|org|рф|ру|ком|su|io|me|info|biz|shop|store|online|site|ua|by|kz|de|uk|us)"
     r"(?![a-zа-яё0-9])"
 )
@@ -67,7 +87,12 @@ _FILE_SUFFIXES = frozenset({"zip", "mov", "md", "py", "sh", "rs", "txt", "exe"})
 _CYRILLIC_SUFFIXES = frozenset({"рф", "рус", "сайт", "онлайн", "ком", "орг"})
 
 # @handle: Telegram, Instagram and the like.
-_HANDLE_RE = re.compile(r"(?<![a-z0-9_.@])@(?P<name>[a-z_][a-z0-9_]{2,31}(?:\.[a-z0-9_]+)*)")
+# "@ ivan_88": one space after the @ when the name holds a digit or an underscore, so that a lone @
+# in prose ("2 шт @ 500") is not one.
+_HANDLE_RE = re.compile(
+    r"(?<![a-z0-9_.@])@(?: (?=[a-z_][a-z0-9_.]*[0-9_]))?"
+    r"(?P<name>[a-z_][a-z0-9_]{2,31}(?:\.[a-z0-9_]+)*)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +123,21 @@ def _messenger_host(host: str) -> bool:
     return any(host == h or host.endswith("." + h) for h in _MESSENGER_HOSTS)
 
 
+def _mention(local: str, at_sign: str) -> bool:
+    """ "on insta @jane.doe.art", "me @ivan.shop": an @ set apart from the word before it, when
+    that word is a messenger's name or plain English, starts a handle, not an address."""
+    if not at_sign[:1].isspace() or at_sign[-1:].isspace():
+        return False
+    return local in ENGLISH_WORDS or MESSENGER_NAME_RE.fullmatch(local) is not None
+
+
 def find_emails(view: str, suffix_of: SuffixOf) -> list[tuple[int, int]]:
     found: list[tuple[int, int]] = []
     if "@" in view:
         for match in _EMAIL_RE.finditer(view):
+            at_sign = view[match.end("local") : match.start("host")]
+            if _mention(match.group("local"), at_sign):
+                continue
             if suffix_of(match.group("host")):
                 found.append(match.span())
     if not _could_spell_email(view):
@@ -110,11 +146,22 @@ def find_emails(view: str, suffix_of: SuffixOf) -> list[tuple[int, int]]:
         if any(s <= match.start() < e for s, e in found):
             continue
         tld = match.group("tld")
-        host = match.group("host")
+        host = _CYR_PROVIDERS.get(match.group("host"), match.group("host"))
+        if match.group("sign") is not None and _mention(match.group("local"), match.group("sign")):
+            continue
+        if match.group("word") is not None and (
+            view.startswith("/", match.end()) or match.group("local") in ENGLISH_WORDS
+        ):
+            # "pics at imgur.com/a/x": a sentence about a link (an address has no path); "meet me
+            # at outlook": English, not a spelt address.
+            continue
         if tld is None:
             # Without a suffix only a bracketed "(at)" or «собака» before a known mail provider.
             text = match.group()
-            if not (match.group("strong") or "собак" in text or "@" in text):
+            # "ivan.petrov at gmail": the word "at" only before a provider's own name that is no
+            # ordinary word ("look at mail later").
+            spelt_at = match.group("word") is not None and host in _UNAMBIGUOUS_PROVIDERS
+            if not (match.group("strong") or "соба" in text or "@" in text or spelt_at):
                 continue
             if host not in _MAIL_PROVIDERS:
                 continue
@@ -126,7 +173,7 @@ def find_emails(view: str, suffix_of: SuffixOf) -> list[tuple[int, int]]:
     return found
 
 
-_SPELL_HINT_RE = re.compile(r"@|\bat\b|\(at|\[at|собак|sobak|\bэт\b|\{at")
+_SPELL_HINT_RE = re.compile(r"@|\bat\b|\(at|\[at|\(a\)|\[a\]|собак|собач|sobak|sobach|\bэт\b|\{at")
 
 
 def _could_spell_email(view: str) -> bool:
@@ -157,12 +204,15 @@ def find_links(
                 found.append(WebFinding("messenger", start, end))
             elif not _allowed(host, allowed):
                 found.append(WebFinding("link", start, end, bare and text == host))
-    for match in _SPACED_LINK_RE.finditer(view):
+    spaced = "." in view or "dot" in view or "точк" in view or "тчк" in view
+    for match in _SPACED_LINK_RE.finditer(view) if spaced else ():
         start, end = match.span()
         if any(s < end and start < e for s, e in skip + spans):
             continue
         tld = _CYR_TLD_WORDS.get(match.group("tld"), match.group("tld"))
         host = f"{match.group('host')}.{tld}"
+        if match.group("half") is not None and not match.group().isascii():
+            continue
         spans.append((start, end))
         if _messenger_host(host):
             found.append(WebFinding("messenger", start, end))

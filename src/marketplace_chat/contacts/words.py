@@ -15,16 +15,17 @@ def _add(kind: str, value: int, *spellings: str) -> None:
         NUMBER_WORDS[spelling] = (value, kind)
 
 
-_add("u", 0, "ноль", "нуль", "ноля", "нуля", "zero", "oh", "nought")
-_add("u", 1, "один", "одна", "одно", "одну", "раз", "one")
+# With the misspellings people type quickly ("адин", "дивять", "восимь").
+_add("u", 0, "ноль", "нуль", "ноля", "нуля", "ноло", "zero", "oh", "nought")
+_add("u", 1, "один", "одна", "одно", "одну", "адин", "одын", "раз", "one")
 _add("u", 2, "два", "две", "two")
 _add("u", 3, "три", "three")
-_add("u", 4, "четыре", "четыри", "four")
-_add("u", 5, "пять", "five")
-_add("u", 6, "шесть", "шест", "six")
-_add("u", 7, "семь", "seven")
-_add("u", 8, "восемь", "восем", "eight")
-_add("u", 9, "девять", "девять", "nine")
+_add("u", 4, "четыре", "четыри", "читыре", "чотыре", "четире", "four")
+_add("u", 5, "пять", "пят", "five")
+_add("u", 6, "шесть", "шест", "шэсть", "six")
+_add("u", 7, "семь", "сем", "seven")
+_add("u", 8, "восемь", "восем", "восимь", "васемь", "eight")
+_add("u", 9, "девять", "девят", "дивять", "девеять", "nine")
 _add("t", 10, "десять", "ten")
 _add("t", 11, "одиннадцать", "одинадцать", "eleven")
 _add("t", 12, "двенадцать", "twelve")
@@ -53,21 +54,74 @@ _add("h", 700, "семьсот")
 _add("h", 800, "восемьсот")
 _add("h", 900, "девятьсот")
 
+
+def _apostrophes(*words: str) -> tuple[str, ...]:
+    """Ukrainian spellings with the apostrophe typed as ' or ’, or left out."""
+    return tuple({w.replace("'", a) for w in words for a in ("'", "’", "")})
+
+
+# Ukrainian, for numbers from Ukraine: "нуль шість сім…", "вісім дев'ять…".
+_add("u", 4, "чотири")
+_add("u", 5, *_apostrophes("п'ять"))
+_add("u", 6, "шість")
+_add("u", 7, "сім")
+_add("u", 8, "вісім")
+_add("u", 9, *_apostrophes("дев'ять"))
+_add("t", 10, "десять")
+_add("t", 11, "одинадцять")
+_add("t", 12, "дванадцять")
+_add("t", 13, "тринадцять")
+_add("t", 14, "чотирнадцять")
+_add("t", 15, *_apostrophes("п'ятнадцять"))
+_add("t", 16, "шістнадцять")
+_add("t", 17, "сімнадцять")
+_add("t", 18, "вісімнадцять")
+_add("t", 19, *_apostrophes("дев'ятнадцять"))
+_add("d", 20, "двадцять")
+_add("d", 30, "тридцять")
+_add("d", 50, *_apostrophes("п'ятдесят"))
+_add("d", 60, "шістдесят")
+_add("d", 70, "сімдесят")
+_add("d", 80, "вісімдесят")
+_add("d", 90, *_apostrophes("дев'яносто"))
+_add("h", 200, "двісті")
+_add("h", 400, "чотириста")
+_add("h", 500, *_apostrophes("п'ятсот"))
+_add("h", 600, "шістсот")
+_add("h", 700, "сімсот")
+_add("h", 800, "вісімсот")
+_add("h", 900, *_apostrophes("дев'ятсот"))
+
+# Russian typed in Latin letters: "vosem devyat odin…".
+_add("u", 0, "nol", "nul")
+_add("u", 1, "odin")
+_add("u", 2, "dva", "dve")
+_add("u", 3, "tri")
+_add("u", 4, "chetyre", "chetire")
+_add("u", 5, "pyat", "pjat", "piat")
+_add("u", 6, "shest")
+_add("u", 7, "sem")
+_add("u", 8, "vosem")
+_add("u", 9, "devyat", "devjat", "deviat")
+
 # Words that join numbers without ending one ("eight hundred AND five"): skipped inside a run of
 # number words only.
 NUMBER_GLUE = frozenset({"and", "и"})
 
-# Messenger names, Latin and Russian, with the inflections buyers write ("в телеге", "по вотсапу").
+# Messenger names, Latin and Russian, with the inflections buyers write ("в телеге", "по вотсапу");
+# digits may touch them ("89161234567вотсап").
 MESSENGER_NAME_RE = re.compile(
-    r"(?<![a-zа-яё0-9_])(?:"
-    r"telegram+|telega|teleg|tlgrm|tg|тг|тгм|"
-    r"телеграм+[а-я]*|телега|телеге|телегу|телеги|телегой|телегр[а-я]*|"
-    r"whats ?app|whatsap+|watsap+|watsup|vatsap+|"
+    r"(?<![a-zа-яё_])(?:"
+    r"telegram+|telega|teleg|tlgrm|tg|тг|тгм|тгшк[а-я]|"
+    r"телеграм+[а-я]*|телег[аеиуо][а-я]{0,2}|тележк[а-я]{1,2}|телегр[а-я]*|"
+    r"whats ?ap+|wats ?ap+|watsup|vatsap+|wa|"
     r"ват[сc]ап+[а-я]*|вот[сc]ап+[а-я]*|вацап+[а-я]*|воцап+[а-я]*|ватсап+[а-я]*|вотс|ватс|вотсик|"
     r"viber|вайбер[а-я]*|вибер[а-я]*|"
     r"signal|сигнал[а-я]{0,2}|"
-    r"wechat|вичат|skype|скайп[а-я]*"
-    r")(?![a-zа-яё0-9_])"
+    r"wechat|вичат|skype|скайп[а-я]*|discord|дискорд[а-я]*|"
+    # Instagram is not a messenger, but a handle after its name is an invitation all the same.
+    r"instagram|insta|inst|ig|инстаграм+[а-я]*|инст[аеуы]?"
+    r")(?![a-zа-яё_])"
 )
 
 # Spans that follow a number and make it a price, a quantity or a measure.
