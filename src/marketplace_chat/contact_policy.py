@@ -98,8 +98,16 @@ def decide(policy: Policy, text: str, findings: Sequence[Finding]) -> Verdict | 
 # and invisible characters) sends the text to the detector.
 _PLAIN_RE = re.compile(r"[A-Za-zА-Яа-яЁё0-9\s!?,;:'\"().\-–—«»…’‘“”]*")
 # A dot is harmless where it ends a sentence; one followed by anything but a space, the end or
-# more dots ("shop.ru", "Hi.Is") and one standing alone (" . ") may be part of a host.
-_RISKY_DOT_RE = re.compile(r"\.(?![\s.]|$)|\s\.\s")
+# more dots ("shop.ru", "Hi.Is"), one standing alone (" . ") and one before a space and a common
+# top-level domain ("youla. ru") may be part of a host.
+SPACED_TLDS = (
+    "ru", "com", "net", "org", "рф", "ру", "ком", "su", "io", "me", "info", "biz", "shop",
+    "store", "online", "site", "ua", "by", "kz", "de", "uk", "us",
+)  # fmt: skip
+_RISKY_DOT_RE = re.compile(
+    r"\.(?![\s.]|$)|\s\.\s|\.\s+(?:" + "|".join(SPACED_TLDS) + r")(?![a-zа-яё0-9])",
+    re.IGNORECASE,
+)
 # "(a)" spells an at-sign; other spellings are words ("at", "собака") and listed below.
 _SPELT_AT_RE = re.compile(r"\(\s*[aа]\s*\)")
 _WORD_RE = re.compile(r"[a-zа-яё]+")
