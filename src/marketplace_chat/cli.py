@@ -34,6 +34,8 @@ log = structlog.get_logger("marketplace_chat")
 GRACEFUL_SHARE = 0.5
 # After the server has stopped, the tasks still running get this long to take their cancel.
 TEARDOWN_S = 0.2
+# Connections waiting to be accepted (see run_server).
+LISTEN_BACKLOG = 8192
 # The watchdog ends the process this long after the deadline if the stop has not ended it: the
 # contract allows the deadline plus one second in all.
 WATCHDOG_MARGIN_S = 0.5
@@ -352,6 +354,10 @@ def run_server(
         # connection would only add timers and frames.
         ws_ping_interval=None,
         ws_ping_timeout=None,
+        # Connections the kernel queues until they are accepted: a reconnect storm of thousands of
+        # sockets at once overflowed uvicorn's 2,048, and each dropped SYN costs its client a
+        # second or more before it tries again. The kernel caps it at net.core.somaxconn.
+        backlog=LISTEN_BACKLOG,
         lifespan="on",
         access_log=False,
         log_config=None,

@@ -37,6 +37,10 @@ NEEDED: tuple[tuple[str, str], ...] = (
     ("socketio.async_pubsub_manager", "AsyncPubSubManager.basic_leave_room"),
     ("socketio.async_pubsub_manager", "AsyncPubSubManager.basic_disconnect"),
     ("socketio.async_pubsub_manager", "AsyncPubSubManager.get_participants"),
+    # gateway/fanout.py: the sockets connecting or disconnecting, kept in sets
+    ("socketio.base_manager", "BaseManager.pre_connect"),
+    ("socketio.base_manager", "BaseManager.pre_disconnect"),
+    ("socketio.base_manager", "BaseManager.is_connected"),
     ("socketio", "AsyncServer._send_eio_packet"),
     # gateway/transport.py: lean queues and WebSocket transport, binary and oversized refusals
     ("engineio.async_drivers.asgi", "translate_request"),
@@ -44,6 +48,9 @@ NEEDED: tuple[tuple[str, str], ...] = (
     ("engineio", "AsyncServer.handle_request"),
     ("engineio", "AsyncServer.disconnect"),
     ("engineio.async_socket", "AsyncSocket.receive"),
+    ("engineio.async_socket", "AsyncSocket.schedule_ping"),
+    ("engineio.async_socket", "AsyncSocket._send_ping"),
+    ("engineio", "AsyncServer.start_background_task"),
     ("engineio.async_socket", "AsyncSocket.close"),
     ("uvicorn.protocols.websockets.websockets_sansio_impl", "WebSocketsSansIOProtocol.send"),
     # gateway/http_protocol.py: the deadline on request headers

@@ -1,6 +1,7 @@
-"""The dispatcher's child process lives and dies with the service: it runs at the lowest CPU
-priority, its deliveries show on the service's /metrics, a SIGTERM stops it with the service,
-and a kill -9 of the service ends it too (nothing is left delivering on its own)."""
+"""The dispatcher's child process lives and dies with the service: it runs at a lower CPU
+priority than the service, its deliveries show on the service's /metrics, a SIGTERM stops it
+with the service, and a kill -9 of the service ends it too (nothing is left delivering on its
+own)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from marketplace_chat.webhooks.worker import NICE
 
 from .conftest import ServerFactory
 from .resthelp import body, rest
@@ -77,7 +80,7 @@ async def test_the_dispatcher_runs_niced_and_its_deliveries_show_on_the_services
         server = await server_factory.start(**hook_env(hooks))
         assert server.proc is not None
         child = await _child_of(server.proc.pid)
-        await until(lambda: int(_stat(child)[16]) == 19, "the dispatcher at nice 19")
+        await until(lambda: int(_stat(child)[16]) == NICE, f"the dispatcher at nice {NICE}")
         assert int(_stat(server.proc.pid)[16]) == 0
         buyer, seller = new_user_id(), new_user_id()
         async with rest(server, tokens.mint(buyer)) as http:

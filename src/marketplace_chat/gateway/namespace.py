@@ -24,6 +24,7 @@ from marketplace_chat.errors import (
 from marketplace_chat.gateway.notifier import chat_room, user_room
 from marketplace_chat.gateway.server import ACK_REQUESTED, NAMESPACE, ChatSocketServer
 from marketplace_chat.gateway.sessions import Sessions, SocketSession, token_from_handshake
+from marketplace_chat.gateway.transport import release_handshake
 from marketplace_chat.metrics import Metrics
 from marketplace_chat.models import (
     ChatCreate,
@@ -118,6 +119,8 @@ class ChatNamespace:
             self._metrics.connections.labels("draining").inc()
             return False
         token = token_from_handshake(auth, environ)
+        # Nothing reads the handshake again; it would otherwise stay for the connection's life.
+        release_handshake(environ)
         try:
             identity = await verify_guarded(self._verifier, token or "", sid=sid)
         except AuthError as exc:
@@ -378,7 +381,7 @@ class ChatNamespace:
     # -- edits and deletes ---------------------------------------------------------------------
 
     async def _message_edit(self, session: SocketSession, data: object) -> dict[str, Any]:
-        message = await self._service.edits.edit(session.user_id, parse(MessageEdit, data))
+        message = await self._service.edit(session.user_id, parse(MessageEdit, data))
         return message.to_wire()
 
     async def _message_delete(self, session: SocketSession, data: object) -> dict[str, Any]:

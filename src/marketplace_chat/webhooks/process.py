@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import sys
+import time
 
 import orjson
 import structlog
@@ -117,7 +118,9 @@ class DispatcherProcess:
         proc = self._proc
         if proc is not None and proc.returncode is None and proc.stdin is not None:
             with contextlib.suppress(ConnectionError, RuntimeError):
-                proc.stdin.write(f"stop {max(0.0, bound_s - STOP_GRACE_S):.3f}\n".encode())
+                bound = max(0.0, bound_s - STOP_GRACE_S)
+                line = f"stop {bound:.3f} {time.monotonic() + bound:.3f}\n"
+                proc.stdin.write(line.encode())
                 proc.stdin.close()
 
     async def stop(self, timeout_s: float) -> bool:

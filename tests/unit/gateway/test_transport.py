@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -184,7 +185,17 @@ async def test_protocol_carries_frames_both_ways_and_forgets_the_handshake(
         (protocol,) = [c for c in connections if isinstance(c, ChatWebSocketProtocol)]
         assert not hasattr(protocol, "request")
         assert not hasattr(protocol, "response")
+        # The parser's generator still holds the request, emptied of its headers.
+        assert not inspect.getgeneratorlocals(protocol.conn.parser)["request"].headers
         assert isinstance(protocol.queue, LeanQueue)
+
+
+def test_releasing_a_handshake_empties_the_environ_and_the_scopes_headers() -> None:
+    scope = {"type": "websocket", "headers": [(b"authorization", b"Bearer x")], "path": "/"}
+    environ: dict[str, Any] = {"HTTP_AUTHORIZATION": "Bearer x", "asgi.scope": scope}
+    transport.release_handshake(environ)
+    assert environ == {}
+    assert scope == {"type": "websocket", "headers": [], "path": "/"}
 
 
 # -- Engine.IO over the lean WebSocket transport ------------------------------------------------
@@ -297,6 +308,16 @@ async def test_messages_go_both_ways_over_websocket(engineio_server: EngineIO) -
         await ws.send("4still")
         assert await _next_message(ws) == "4STILL"
     assert (await engineio_server.disconnected())[2] in ("transport close", "client disconnect")
+
+
+async def test_pings_come_from_timers_not_a_task_per_socket(engineio_server: EngineIO) -> None:
+    async with websockets.connect(f"ws://{engineio_server.url}&transport=websocket") as ws:
+        await asyncio.wait_for(ws.recv(), 2)  # OPEN
+        for _ in range(2):  # the first ping, and the one after its PONG
+            assert await asyncio.wait_for(ws.recv(), 2) == "2"
+            pinging = [t for t in asyncio.all_tasks() if "_send_ping" in repr(t.get_coro())]
+            assert pinging == []
+            await ws.send("3")
 
 
 async def test_a_peer_that_stops_answering_pings_is_closed(engineio_server: EngineIO) -> None:

@@ -1,6 +1,7 @@
-"""The webhook client against a scripted HTTP server on loopback: the status decides, bodies are
-read only while small, redirects are not followed, connections are kept alive and replaced when
-the receiver closed them, and a receiver that does not answer in time is a timeout."""
+"""The webhook client against a real HTTP server on loopback, scripted per test: the status
+decides, bodies are read only while small, redirects are not followed, connections are kept
+alive and replaced when the receiver closed them, and a receiver that does not answer in time is
+a timeout."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
+import pytest
 import pytest_asyncio
 
 from marketplace_chat.webhooks.poster import MAX_RESPONSE_BYTES, WebhookPoster
@@ -96,6 +98,22 @@ async def test_a_2xx_acknowledges_and_the_request_carries_our_headers_and_body(
     await poster.aclose()
 
 
+async def test_no_cookie_is_kept_no_compression_asked_and_no_proxy_of_the_environment_used(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9/")  # a proxy that would refuse
+    monkeypatch.setenv("NO_PROXY", "")
+    receiver.reply = fixed(answer(200, b"ok", **{"Set-Cookie": "session=abc; Path=/"}))
+    poster = WebhookPoster(receiver.url, 2.0)
+    assert await poster.post(b"{}", {}) is None
+    assert await poster.post(b"{}", {}) is None
+    second = receiver.requests[1].lower()
+    assert b"\r\ncookie:" not in second
+    assert b"\r\naccept-encoding:" not in second
+    assert b"\r\nuser-agent: marketplace-chat-webhooks\r\n" in second
+    await poster.aclose()
+
+
 async def test_other_statuses_fail_and_a_redirect_is_not_followed(receiver: Receiver) -> None:
     poster = WebhookPoster(receiver.url, 2.0)
     for status in (500, 404, 302, 301):
@@ -124,6 +142,17 @@ async def test_a_connection_the_receiver_closed_is_replaced_without_failing(
     await poster.aclose()
 
 
+async def test_a_receiver_that_closes_without_answering_fails_after_one_fresh_try(
+    receiver: Receiver,
+) -> None:
+    receiver.close_after_each = True
+    receiver.reply = fixed(b"")
+    poster = WebhookPoster(receiver.url, 2.0)
+    assert await poster.post(b"{}", {}) == "RemoteProtocolError"
+    assert receiver.connections == 2
+    await poster.aclose()
+
+
 async def test_a_large_or_unbounded_body_is_not_read_and_the_connection_is_dropped(
     receiver: Receiver,
 ) -> None:
@@ -138,7 +167,9 @@ async def test_a_large_or_unbounded_body_is_not_read_and_the_connection_is_dropp
     await poster.aclose()
 
 
-async def test_a_chunked_answer_is_read_when_small(receiver: Receiver) -> None:
+async def test_a_chunked_answer_is_read_when_small_and_dropped_when_large(
+    receiver: Receiver,
+) -> None:
     poster = WebhookPoster(receiver.url, 2.0)
     receiver.reply = lambda _: answer(
         202, b"2\r\nok\r\n0\r\n\r\n", **{"Transfer-Encoding": "chunked"}
@@ -146,6 +177,14 @@ async def test_a_chunked_answer_is_read_when_small(receiver: Receiver) -> None:
     assert await poster.post(b"{}", {}) is None
     assert await poster.post(b"{}", {}) is None
     assert receiver.connections == 1
+    big = MAX_RESPONSE_BYTES * 100
+    receiver.reply = lambda _: answer(
+        200, b"%x\r\n" % big + b"x" * big + b"\r\n0\r\n\r\n", **{"Transfer-Encoding": "chunked"}
+    )
+    assert await poster.post(b"{}", {}) is None  # read up to the limit, then dropped
+    receiver.reply = lambda _: answer(200, b"ok")
+    assert await poster.post(b"{}", {}) is None
+    assert receiver.connections == 2
     await poster.aclose()
 
 
@@ -166,13 +205,12 @@ async def test_garbage_and_a_closed_port_are_failures() -> None:
 
     server = await asyncio.start_server(garbage, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    assert (
-        await WebhookPoster(f"http://127.0.0.1:{port}/", 2.0).post(b"", {}) == "RemoteProtocolError"
-    )
+    poster = WebhookPoster(f"http://127.0.0.1:{port}/", 2.0)
+    assert await poster.post(b"", {}) == "RemoteProtocolError"
     server.close()
     await server.wait_closed()
-    refused = await WebhookPoster(f"http://127.0.0.1:{port}/", 2.0).post(b"", {})
-    assert refused == "ConnectError"
+    assert await poster.post(b"", {}) == "ConnectError"
+    await poster.aclose()
 
 
 async def test_an_interim_answer_is_skipped_for_the_real_one(receiver: Receiver) -> None:
