@@ -6,7 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from socketio.redis_manager import parse_redis_sentinel_url
 
@@ -46,5 +49,9 @@ def connect(url: str, timeout_s: float | None = 5.0) -> aioredis.Redis:
         timeout=POOL_WAIT_S,
         socket_timeout=timeout_s,
         socket_connect_timeout=5.0,
+        # A connection pooled before a Redis restart can be found closed only by the command
+        # that uses it; one retry on a fresh connection spares that command a failure.
+        retry=Retry(NoBackoff(), 1),
+        retry_on_error=[RedisConnectionError],
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it
