@@ -61,8 +61,9 @@ bench-queries: install
 	$(BIN)/python benchmarks/queries.py
 
 ## bench-contacts: contact-detail detection quality (recall and false positives per category) on
-## benchmarks/contacts_corpus.jsonl and, separately, the hold-out benchmarks/contacts_holdout.jsonl,
-## and its throughput on one core; fails when a target is missed on either
+## benchmarks/contacts_corpus.jsonl and, separately, the hold-out corpora benchmarks/contacts_holdout.jsonl
+## and benchmarks/contacts_holdout2.jsonl, and its throughput on one core; fails when a target is missed
+## on any of them
 bench-contacts: install
 	$(BIN)/python benchmarks/contacts.py
 

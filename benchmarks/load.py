@@ -1,7 +1,8 @@
 """Load benchmark of marketplace-chat: the real service on one core, the official Socket.IO
 client on the other.
 
-    .venv/bin/python benchmarks/load.py [--scenario closed|open|flood|idle|connect|webhooks|all]
+    .venv/bin/python benchmarks/load.py [--scenario closed|open|flood|idle|connect|webhooks|
+                                                    contacts|all]
                                         [--duration S]
                                         [--pairs N] [--json PATH] [--profile]
 
@@ -28,6 +29,9 @@ Scenarios:
   webhooks the closed loop again with webhooks on (a local receiver answering 200; target: 90%
            of the closed loop's throughput without them), then the dispatcher alone on a backlog
            of 20,000 events of 2,000 chats (target: 2,000 events/s delivered)
+  contacts the closed loop with CONTACT_POLICY=off and with the default (mask), alternately
+           twice, best round of each (target: 95% of the throughput with off); then with mask on
+           a text with digits (figure only)
 
 Never part of the test suite. Users are fresh random ids on every run, so runs share no data.
 """
@@ -94,6 +98,7 @@ SCRUBBED_PREFIXES = (
     "MAX_SOCKETS",
     "TYPING_",
     "CORS_",
+    "CONTACT_",
 )
 
 # The issue's targets.
@@ -896,6 +901,7 @@ async def message_scenario(
     label: str | None = None,
     env: dict[str, str] | None = None,
     relay: bool = False,
+    text: str = MESSAGE_TEXT,
 ) -> dict[str, Any]:
     """One closed, open or flood run; `label` names a variant (its results, log and rows) whose
     server gets `env` over the scenario's own settings. `relay`: the closed loop against the
@@ -949,7 +955,7 @@ async def message_scenario(
             "durationMs": int(args.duration * 1000),
             "drainMs": int(DRAIN_S * 1000),
             "ratePerPair": args.rate,
-            "text": MESSAGE_TEXT,
+            "text": text,
             "flooder": flooder.wire(),
             "victim": victim.id,
             "floodSockets": FLOOD_SOCKETS,
@@ -1506,6 +1512,64 @@ async def idle_scenario(ctx: Context) -> None:
 # -- output ---------------------------------------------------------------------------------------
 
 
+# -- contact policies ----------------------------------------------------------------------------
+
+CONTACTS_MIN_RATIO = 0.95  # the closed loop with the contact check keeps 95% of it without
+CONTACTS_ROUNDS = 2
+# A text with digits: the detector reads it whole and the split-number memory costs a Redis call.
+NUMBER_TEXT = "Can you do 1500 for it? I could pick it up tomorrow after 18:30."
+
+
+async def contacts_scenario(ctx: Context) -> None:
+    """The closed loop with CONTACT_POLICY=off and with the default (mask), alternately for
+    `CONTACTS_ROUNDS` rounds (the best round of each counts: other load on the machine only ever
+    slows a round down), then once with mask on a text with digits (the split-number memory's
+    Redis call on every send)."""
+    off_runs, mask_runs = [], []
+    for n in range(1, CONTACTS_ROUNDS + 1):
+        off_runs.append(
+            await message_scenario(
+                ctx, "closed", label=f"contact policy off, round {n}", env={"CONTACT_POLICY": "off"}
+            )
+        )
+        mask_runs.append(
+            await message_scenario(ctx, "closed", label=f"contact policy mask, round {n}")
+        )
+    digits = await message_scenario(
+        ctx, "closed", label="contact policy mask, digits", text=NUMBER_TEXT
+    )
+
+    def best(runs: list[dict[str, Any]], key: str) -> float:
+        return max((r.get(key) or 0.0) for r in runs)
+
+    off, on = best(off_runs, "ackedPerS"), best(mask_runs, "ackedPerS")
+    off_cpu, on_cpu = best(off_runs, "ackedPerServerCpuS"), best(mask_runs, "ackedPerServerCpuS")
+    ratio = on / off if off else 0.0
+    cpu_ratio = on_cpu / off_cpu if off_cpu else 0.0
+    digits_ratio = digits["ackedPerS"] / off if off else 0.0
+    ctx.results["contacts"] = {
+        "offPerS": off,
+        "maskPerS": on,
+        "offPerServerCpuS": off_cpu,
+        "maskPerServerCpuS": on_cpu,
+        "maskDigitsPerS": digits["ackedPerS"],
+        "ratio": round(ratio, 3),
+        "cpuRatio": round(cpu_ratio, 3),
+        "digitsRatio": round(digits_ratio, 3),
+    }
+    ctx.rows += [
+        Row(
+            "contact check: closed loop",
+            f"best of {CONTACTS_ROUNDS} rounds: {on:,.0f} acked msg/s with CONTACT_POLICY=mask, "
+            f"{off:,.0f} with off ({100 * ratio:.1f}%); per server CPU-s {on_cpu:,.0f} and "
+            f"{off_cpu:,.0f} ({100 * cpu_ratio:.1f}%); mask on a text with digits: "
+            f"{digits['ackedPerS']:,.0f} acked msg/s ({100 * digits_ratio:.1f}%)",
+            f">= {100 * CONTACTS_MIN_RATIO:.0f}% of the throughput with off",
+            verdict(ratio >= CONTACTS_MIN_RATIO),
+        ),
+    ]
+
+
 # -- webhooks ------------------------------------------------------------------------------------
 
 WEBHOOKS_MIN_RATIO = 0.9  # the closed loop with webhooks on keeps 90% of its throughput
@@ -1775,7 +1839,7 @@ async def webhooks_scenario(ctx: Context) -> None:
     ]
 
 
-SCENARIOS = ("relay", "closed", "open", "flood", "connect", "idle", "storm", "webhooks")
+SCENARIOS = ("relay", "closed", "open", "flood", "connect", "idle", "storm", "webhooks", "contacts")
 
 
 def cpu_model() -> str:
@@ -1983,6 +2047,8 @@ async def amain(args: argparse.Namespace) -> int:
                     await connect_scenario(ctx)
                 elif name == "webhooks":
                     await webhooks_scenario(ctx)
+                elif name == "contacts":
+                    await contacts_scenario(ctx)
                 else:
                     await idle_scenario(ctx)
             except Exception as exc:  # one broken scenario must not hide the others' figures

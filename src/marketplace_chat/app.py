@@ -20,6 +20,7 @@ from fastapi import FastAPI
 
 from marketplace_chat import heap
 from marketplace_chat.api.admin import admin_router
+from marketplace_chat.api.contact_moderation import contact_moderation_router
 from marketplace_chat.api.docs import install_docs
 from marketplace_chat.api.http_errors import install_error_handlers
 from marketplace_chat.api.middleware import ApiCors, BodyLimit
@@ -32,6 +33,9 @@ from marketplace_chat.auth.local import LocalVerifier
 from marketplace_chat.auth.remote import RemoteVerifier
 from marketplace_chat.blocking import Blocking
 from marketplace_chat.clock import Clock, SystemClock
+from marketplace_chat.contact_guard import ContactGuard
+from marketplace_chat.contact_policy import Policy
+from marketplace_chat.contacts import ContactDetector
 from marketplace_chat.errors import ChatError
 from marketplace_chat.gateway.namespace import ChatNamespace
 from marketplace_chat.gateway.notifier import SocketNotifier
@@ -39,15 +43,19 @@ from marketplace_chat.gateway.server import NAMESPACE, ChatSocketServer, create_
 from marketplace_chat.gateway.streams import StreamsManager
 from marketplace_chat.lifecycle import BackgroundLoop, Deadline
 from marketplace_chat.metrics import Metrics
+from marketplace_chat.moderation import ModerationAdmin
 from marketplace_chat.realtime.connection import connect as connect_redis
+from marketplace_chat.realtime.contact_policies import ContactPolicies, PolicyAnnouncer
 from marketplace_chat.realtime.limits import RedisRateLimiter
 from marketplace_chat.realtime.presence import RedisPresence
+from marketplace_chat.realtime.recent_texts import RecentTexts
 from marketplace_chat.realtime.typing_state import RedisTypingState
 from marketplace_chat.reports import Reports
 from marketplace_chat.service import ChatService
 from marketplace_chat.settings import Settings, VerifierKind
 from marketplace_chat.storage.base import EventPolicy
 from marketplace_chat.storage.blocks import PostgresBlocks
+from marketplace_chat.storage.moderation import ModerationStore
 from marketplace_chat.storage.outbox import OutboxStore
 from marketplace_chat.storage.postgres import PostgresStorage
 from marketplace_chat.storage.reports import PostgresReports
@@ -59,6 +67,7 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_S = 5.0  # node heartbeat; the key lives 20 s, so a dead node is reaped within 30 s
 PRESENCE_REFRESH_S = 60.0  # user:{id}:online lives 300 s; refreshed well before it lapses
 REDIS_CHANNEL = "marketplace-chat"
+POLICY_RESUBSCRIBE_S = 1.0  # a contact-policy listener that lost Redis subscribes again after this
 # Shares of what is left of the shutdown deadline: the loops get a little, the events in flight
 # the most; the presence cleanup and the closing of transports each leave time for what follows.
 LOOP_STOP_SHARE = 0.1
@@ -230,6 +239,19 @@ def create_app(
         app.state.storage = storage
         http = httpx.AsyncClient(timeout=settings.auth.auth_verify_timeout_s)
         verifier = build_verifier(settings, redis, http, clock, metrics)
+        moderation = ModerationStore(storage.pool, settings.database.timeout_s)
+        policies = ContactPolicies(moderation.contact_policy)
+        announcer = PolicyAnnouncer(redis, policies)
+        default_policy = Policy(settings.contacts.contact_policy)
+        contacts = ContactGuard(
+            ContactDetector(settings.contacts.allowed_hosts),
+            default_policy,
+            policies,
+            moderation,
+            RecentTexts(redis),
+            clock,
+            moderation,
+        )
         service_typing, notifier = RedisTypingState(redis), SocketNotifier(sio, metrics)
         service = ChatService(
             storage,
@@ -241,6 +263,7 @@ def create_app(
             settings.limits,
             node_id,
             blocks,
+            contacts=contacts,
         )
         blocking = Blocking(blocks, service_typing, notifier, clock)
         reports = Reports(
@@ -260,6 +283,11 @@ def create_app(
         app.include_router(rest_router(service, verifier, blocking, reports))
         app.include_router(admin_router(outbox, clock, hooks.admin_api_key))
         app.include_router(moderation_router(reports, hooks.admin_api_key))
+        app.include_router(
+            contact_moderation_router(
+                ModerationAdmin(moderation, announcer, default_policy.value), hooks.admin_api_key
+            )
+        )
         chat_app._namespace, chat_app._service, chat_app._sio = namespace, service, sio
         if fanout is not None:
             fanout.start()
@@ -268,6 +296,16 @@ def create_app(
         )
         chat_app._loops.append(housekeeping)
         housekeeping.start()
+        policy_listener: BackgroundLoop | None = None
+        policy_listener = BackgroundLoop(
+            "contact-policies",
+            lambda: announcer.listen(
+                lambda: policy_listener is not None and not policy_listener.stopping
+            ),
+            POLICY_RESUBSCRIBE_S,
+        )
+        chat_app._loops.append(policy_listener)
+        policy_listener.start()
         if hooks.webhook_url:
             # Delivery runs in a child process at a lower CPU priority (webhooks/worker.py).
             webhooks = DispatcherProcess(

@@ -18,7 +18,9 @@ from typing import Any, Protocol
 import structlog
 
 from marketplace_chat.clock import Clock
-from marketplace_chat.edits import Edits
+from marketplace_chat.contact_guard import ContactGuard
+from marketplace_chat.contact_policy import Verdict
+from marketplace_chat.edits import Edits, clean_text
 from marketplace_chat.errors import ChatError, Forbidden, NotFound, RateLimited, ValidationFailed
 from marketplace_chat.models import (
     Chat,
@@ -26,6 +28,7 @@ from marketplace_chat.models import (
     ChatsQuery,
     HistoryQuery,
     Message,
+    MessageEdit,
     MessageRead,
     MessageSend,
     Participants,
@@ -44,6 +47,7 @@ from marketplace_chat.storage.base import (
     ChatSync,
     MessagePage,
     NewMessage,
+    Revision,
     Storage,
 )
 
@@ -102,6 +106,8 @@ class ChatService:
         limits: LimitSettings,
         node_id: str,
         blocks: BlockStorage,
+        *,
+        contacts: ContactGuard | None = None,
     ) -> None:
         self.storage = storage
         # Read where a block silences an event: typing and users:online (see blocking.py).
@@ -114,6 +120,7 @@ class ChatService:
         self._limits = limits
         self._budgets = event_budgets(limits)
         self._node = node_id
+        self._contacts = contacts  # None: texts are stored as sent (no contact check)
         self._typing: dict[tuple[str, int], _Typing] = {}
         self._typing_tokens = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -182,15 +189,22 @@ class ChatService:
             self._limits.rate_limit_messages,
             self._limits.rate_limit_window_s,
         )
+        checked = (
+            await self._contacts.check_send(p.chat_id, user_id, text, p.client_message_id)
+            if self._contacts is not None
+            else Verdict(text)
+        )
         result = await self.storage.add_message(
             NewMessage(
                 id=str(uuid.uuid4()),
                 chat_id=p.chat_id,
                 sender_id=user_id,
-                text=text,
+                text=checked.text,
                 product_id=p.product_id,
                 client_message_id=p.client_message_id,
                 created_at=self._clock.now(),
+                moderation=checked.moderation,
+                original_text=checked.original_text,
             )
         )
         recipients = [parts.buyer_id, parts.seller_id]
@@ -209,6 +223,17 @@ class ChatService:
             except ChatError as exc:
                 log.warning("typing_stop_failed", error=exc.message)
         return result.message
+
+    async def edit(self, user_id: int, p: MessageEdit, *, chat_id: str | None = None) -> Message:
+        """`message:edit` and the REST edit: the new text goes through the contact check of the
+        message's chat, as a send's does, then the edit's own rules (edits.py)."""
+        screened: Revision | None = None
+        if self._contacts is not None:
+            text = clean_text(p.text, self._limits.max_message_length)
+            verdict = await self._contacts.screen_edit(user_id, p.message_id, text)
+            if verdict is not None:
+                screened = Revision(verdict.text, verdict.moderation, verdict.original_text)
+        return await self.edits.edit(user_id, p, chat_id=chat_id, screened=screened)
 
     async def history(self, user_id: int, q: HistoryQuery) -> MessagePage:
         if q.before is not None and q.after is not None:

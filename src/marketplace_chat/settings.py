@@ -8,6 +8,7 @@ its own variables so that the names stay exactly those the operators already use
 from __future__ import annotations
 
 import logging
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
@@ -229,6 +230,38 @@ class WebhookSettings(BaseSettings):
         return bool(self.webhook_url)
 
 
+# A host name as operators write one: labels of letters, digits and hyphens, at least one dot.
+_HOST_RE = re.compile(r"(?:[^\W_](?:[\w-]{0,61}[^\W_])?\.)+[^\W\d_]{2,63}")
+
+
+class ContactSettings(BaseSettings):
+    """The contact-detail check on every text that enters (see the protocol's "Contact details")."""
+
+    model_config = _config()
+
+    # mask: spans replaced by "[hidden]"; block: the send refused; flag: delivered and reported
+    # to marketplace-api; off: no check. A chat's own policy (the admin route) overrides it.
+    contact_policy: Literal["mask", "block", "flag", "off"] = "mask"
+    # The marketplace's own domains (their subdomains count too): links to them are allowed.
+    contact_allowed_hosts: str = ""
+
+    @field_validator("contact_allowed_hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        for host in value.split(","):
+            host = host.strip()
+            if host and not _HOST_RE.fullmatch(host):
+                raise ValueError(
+                    f"{host[:60]!r} is not a host name: give bare domains separated by commas, "
+                    "such as shop.example,shop-cdn.example (no scheme, port or path)"
+                )
+        return value
+
+    @property
+    def allowed_hosts(self) -> list[str]:
+        return [h.strip().lower() for h in self.contact_allowed_hosts.split(",") if h.strip()]
+
+
 class SettingsError(Exception):
     """The configuration cannot run a service; each line of the message says what to set."""
 
@@ -253,6 +286,7 @@ class Settings(BaseModel):
     auth: AuthSettings
     limits: LimitSettings
     webhooks: WebhookSettings
+    contacts: ContactSettings
 
     @classmethod
     def load(cls, env_file: str | Path | None = ".env", **server: Any) -> Settings:
@@ -350,4 +384,5 @@ SECTIONS: dict[str, type[BaseSettings]] = {
     "auth": AuthSettings,
     "limits": LimitSettings,
     "webhooks": WebhookSettings,
+    "contacts": ContactSettings,
 }

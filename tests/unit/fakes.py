@@ -188,6 +188,7 @@ class MemoryStorage:
             product_id=message.product_id,
             client_message_id=message.client_message_id,
             created_at=message.created_at,
+            moderation=message.moderation,
             rev=chat.rev,
         )
         chat.messages.append(stored)

@@ -173,10 +173,15 @@ def test_the_suffix_list_is_read_from_the_package_without_network_or_cache(
     assert not os.path.exists(os.path.join(os.path.expanduser("~"), ".cache"))
 
 
+def test_the_benchmark_measures_every_corpus_by_default() -> None:
+    assert bench.DEFAULT_CORPORA == (bench.CORPUS, bench.HOLDOUT, bench.HOLDOUT2)
+    assert all(path.is_file() for path in bench.DEFAULT_CORPORA)
+
+
 @pytest.mark.parametrize(
     ("corpus", "positives", "negatives"),
-    [(bench.CORPUS, 350, 350), (bench.HOLDOUT, 250, 300)],
-    ids=["template", "holdout"],
+    [(bench.CORPUS, 350, 350), (bench.HOLDOUT, 250, 300), (bench.HOLDOUT2, 200, 250)],
+    ids=["template", "holdout", "holdout2"],
 )
 def test_each_corpus_meets_the_quality_targets(
     corpus: Path, positives: int, negatives: int

@@ -185,7 +185,7 @@ def rest_router(
         body = _without(await json_object(request), "chatId", "messageId")
         ref = await _own_chat(user, chat_id)
         p = parse(MessageEdit, {**body, "messageId": message_id})
-        return (await service.edits.edit(user, p, chat_id=ref.chat_id)).to_wire()
+        return (await service.edit(user, p, chat_id=ref.chat_id)).to_wire()
 
     @router.delete(
         "/chats/{chatId}/messages/{messageId}",

@@ -12,7 +12,10 @@ from marketplace_chat.contacts.words import ENGLISH_WORDS, MESSENGER_NAME_RE
 _FILLER = (
     r"(?:[\s:;,\-–—=>()\[\]]|\b(?:в|во|на|по|мой|моя|мне|мой\s+ник|ник|нику|ника|ником|логин|id|айди|nick|"
     r"username|user|login|my|me|on|in|at|is|номер|номеру|тел|есть|пиши|пишите|напиши|"
-    r"напишите|звони|звоните|стучи|стучите|добавляйся|add)\b)*"
+    r"напишите|звони|звоните|стучи|стучите|добавляйся|add|"
+    # Who and how to look up: "в тг я ivan_p", "в телеге ищи ivan_p", "on telegram i'm ivan_p".
+    r"я|меня|как|ищи|ищите|найди|найдите|найдешь|найдёшь|добавь|добавьте|добавляйтесь|под|ником|"
+    r"ya|menya|kak|ishi|naidi|dobav|find|search|i'm|im|as)\b)*"
 )
 _AFTER_RE = re.compile(
     rf"{_FILLER}(?:(?P<handle>@?[a-z_][a-z0-9_.]{{2,31}}[a-z0-9_])|(?P<number>[+(]?[0-9]))"

@@ -34,8 +34,11 @@ _CYR_TLD_RE = re.compile(r"(?<=[a-z0-9][.])(ру|ком|нет|орг|инфо|�
 
 _CYR_ONLY_TLD_RE = re.compile(r"(?<=[.])(?:рф|рус|сайт|онлайн)(?![а-яёa-z0-9])")
 # Tokens end at spaces, brackets, commas, colons and @: in "oleg(собака)mail" the Russian word
-# between brackets is not part of the Latin one, nor "тг" in "тг@ivan_p".
-_MIXED_TOKEN_RE = re.compile(r"[^\s()\[\]{}<>,;:@\"«»]*[a-z][^\s()\[\]{}<>,;:@\"«»]*")
+# between brackets is not part of the Latin one, nor "тг" in "тг@ivan_p". A match starts only where
+# a token does, and reads up to its first Latin letter without backtracking, so a Russian word is
+# passed over in one step rather than retried from each of its letters.
+_BOUNDARY = r"\s()\[\]{}<>,;:@\"«»"
+_MIXED_TOKEN_RE = re.compile(rf"(?<![^{_BOUNDARY}])[^{_BOUNDARY}a-z]*[a-z][^{_BOUNDARY}]*")
 _HAS_LATIN_RE = re.compile(r"[a-z]")
 _HAS_CYRILLIC_RE = re.compile(r"[а-яёіїјѕһԁԛԝ]")
 
@@ -100,24 +103,51 @@ def _unseen_re() -> re.Pattern[str]:
     return re.compile("[" + "".join(ranges) + "]")
 
 
-def _needs_full_pass(text: str) -> bool:
+def _aligned_copy(text: str) -> str | None:
+    """The lower-cased text when it is already the copy, character for character; ``None`` when
+    the full pass is needed."""
     if text.isascii():
-        return False
+        return text.lower()
     if not unicodedata.is_normalized("NFKC", text):
-        return True
+        return None
     if _UNCOMMON_RE.search(text) is not None and _unseen_re().search(text) is not None:
-        return True
-    return len(text.lower()) != len(text)
+        return None
+    lowered = text.lower()
+    return lowered if len(lowered) == len(text) else None
+
+
+# Characters that fold to themselves one to one (ASCII, the Russian alphabet, guillemets, dashes
+# and the rouble sign): the full pass copies runs of them at once and folds only the others one by
+# one, so a long description with one "м²" or "№" in it costs little more than one without.
+_PLAIN_RUN_RE = re.compile("[\x00-\x7f\u0401\u0410-\u044f\u0451\u00ab\u00bb\u2013\u2014\u20bd]+")
 
 
 def normalize(text: str) -> Normalized:
     """The copy every detector reads; aligned one to one unless the text had to change length."""
-    if not _needs_full_pass(text):
-        return Normalized(text, text.lower(), None, None)
+    aligned = _aligned_copy(text)
+    if aligned is not None:
+        return Normalized(text, aligned, None, None)
     out: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
-    for index, char in enumerate(text):
+    pos = 0
+    for match in _PLAIN_RUN_RE.finditer(text):
+        start, end = match.span()
+        _fold_into(text, pos, start, out, starts, ends)
+        out.extend(match.group().lower())
+        starts.extend(range(start, end))
+        ends.extend(range(start + 1, end + 1))
+        pos = end
+    _fold_into(text, pos, len(text), out, starts, ends)
+    return Normalized(text, "".join(out), starts, ends)
+
+
+def _fold_into(
+    text: str, pos: int, endpos: int, out: list[str], starts: list[int], ends: list[int]
+) -> None:
+    """Folds ``text[pos:endpos]`` character by character onto ``out``."""
+    for index in range(pos, endpos):
+        char = text[index]
         folded = _fold(char)
         if not folded:
             if out and unicodedata.category(char) == "Mn":
@@ -132,7 +162,6 @@ def normalize(text: str) -> Normalized:
             out.append(piece)
             starts.append(index)
             ends.append(index + 1)
-    return Normalized(text, "".join(out), starts, ends)
 
 
 def latin_view(text: str) -> str:

@@ -23,7 +23,9 @@ from marketplace_chat.contacts.words import (
 
 MIN_DIGITS = 7
 
-_LETTER_ZERO_RE = re.compile(r"[0-9][oоз]|[oоз][0-9]|[0-9][ .\-][oо]")
+# A digit next to o/о/з, or o/о after a digit and a separator; one class first, so the engine
+# passes over other characters quickly.
+_LETTER_ZERO_RE = re.compile(r"[0-9oоз](?:(?<=[0-9])(?:[oоз]|[ .\-][oо])|(?<=[oоз])[0-9])")
 _DIGIT_RUN_RE = re.compile(r"(?<![a-zа-яё])[0-9oоз]*[0-9][0-9oоз]*(?![a-zа-яё])")
 _LETTER_DIGITS = str.maketrans({"o": "0", "о": "0", "з": "3"})
 # A group of zeros typed as letters on its own between digit groups: "+7 985 ООО 11 22".
@@ -31,8 +33,13 @@ _LONE_ZEROS_RE = re.compile(r"(?<=[0-9][ .\-])[oо]{1,4}(?=[ .\-][0-9])")
 
 # Dates (12.05.2026, 2026-05-12, 12/05/26, 12.05.26) and times (18:30, 9:00:15). A date with a
 # two-digit year needs dots or slashes: dashes of that shape are the tail of a phone (12-05-26).
+# Every branch starts with a digit; the lookahead in front lets the engine skip other positions
+# without trying each branch's lookbehinds there (several times faster on long descriptions).
 _DATE_TIME_RE = re.compile(
-    r"(?<![0-9])(?<![0-9][./-])(?:"
+    r"(?=[0-9])(?:"
+    # The second date of a range (20.12.2023-10.01.2024) follows a year and a dash; other digits
+    # and a dash before it make it the tail of a phone (8-916-12.05.26).
+    r"(?<![0-9])(?<![0-9][./])(?:(?<=(?:19|20)[0-9]{2}-)|(?<![0-9]-))(?:"
     r"(?:0?[1-9]|[12][0-9]|3[01])([./-])(?:0?[1-9]|1[0-2])\1(?:19|20)[0-9]{2}"
     r"|(?:0?[1-9]|[12][0-9]|3[01])([./])(?:0?[1-9]|1[0-2])\2[0-9]{2}"
     r"|(?:19|20)[0-9]{2}(?P<ysep>[-/.])(?:0[1-9]|1[0-2])(?P=ysep)(?:0[1-9]|[12][0-9]|3[01])"
@@ -41,6 +48,15 @@ _DATE_TIME_RE = re.compile(
     r"|(?<![0-9])(?<![0-9][./-])(?:0?[1-9]|[12][0-9]|3[01])\.(?:0[1-9]|1[0-2])(?![0-9]|[./][0-9])"
     # Times, alone or as ranges (18:30, 9:00-18:00).
     r"|(?<![0-9])(?<![0-9][.:])(?:[01]?[0-9]|2[0-3]):[0-5][0-9](?::[0-5][0-9])?(?![0-9]|[.:][0-9])"
+    # Times with a dot, as a range only (9.00-13.00): one alone may be two groups of a phone.
+    r"|(?<![0-9])(?<![0-9][.:-])(?:[01]?[0-9]|2[0-3])\.[0-5][0-9]\s{0,2}[-–—]\s{0,2}"
+    r"(?:[01]?[0-9]|2[0-3])\.[0-5][0-9](?![0-9]|[.:][0-9])"
+    r")"
+)
+# A latitude and a longitude in decimal degrees (55.751244, 37.618423): four or more decimals each.
+_COORDINATES_RE = re.compile(
+    r"(?<![0-9.,])-?(?:[0-8]?[0-9]|90)\.[0-9]{4,8}\s{0,2}[,;]?\s{0,2}"
+    r"-?(?:1[0-7][0-9]|[0-9]?[0-9]|180)\.[0-9]{4,8}(?![0-9])"
 )
 
 # Codes that a number after them is: standards, registry and serial numbers (ГОСТ 31399-2009,
@@ -51,8 +67,15 @@ _CODE_BEFORE_RE = re.compile(
     r"(?<![a-zа-яё])(?P<code>гост|ту|isbn|issn|инн|огрн|огрнип|кпп|бик|окпд|оквэд|снилс|imei|vin|"
     r"s/n|sn|серийный|серийник|р/с|к/с|счет|счёт|iso|din|en|ean|ean-13|upc|gtin|штрихкод|"
     r"штрих-код|баркод|barcode|трек|трек-номер|трекномер|трек-код|tracking|track|кадастровый|"
-    r"кузова|рамы|шасси|двигателя|frame|chassis)"
+    r"кузова|рамы|шасси|двигателя|frame|chassis|верси[яию]|version|ver|прошивк[аиу]|firmware|fw|"
+    r"build|сборк[аиу]|билд)"
     r"\s{0,2}(?:р\s?|№|no\.?|n|номер|number)?[:#]?\s{0,2}$"
+)
+# Identifiers named a few words before the number ("штрихкод на коробке 4607…", "IMEI телефона
+# 35…"): these labels name nothing a phone could be.
+_CODE_NEAR_RE = re.compile(
+    r"(?<![a-zа-яё])(?:штрихкод|штрих-код|баркод|barcode|ean|ean-13|upc|gtin|imei|vin|s/n|"
+    r"серийный|серийник|serial)(?:\s+[a-zа-яё]{1,12}){1,3}\s{0,2}[:#-]?\s{0,2}$"
 )
 # Labels of ids that are not phones: an article, an order, a booking, a listing. A number after
 # them is one unless it is written like a Russian phone (8916…, +7…), the shape an evasion takes.
@@ -79,6 +102,11 @@ _CODE_SUFFIX_RE = re.compile(r"-[a-zа-яё]{1,3}(?![a-zа-яё0-9])")
 _PHONE_LABELS = frozenset({"т", "тел", "тлф", "моб", "сот", "tel", "ph", "mob", "tg", "тг"})
 
 _SEVEN_DIGITS_RE = re.compile(r"[0-9](?:[^0-9]{0,12}[0-9]){6}")
+_DIGITS_RE = re.compile(r"[0-9]+")
+# Seven digits or more, no letter between any two and at most 12 other characters between
+# neighbours: the stretches that can hold a phone written in digits (a superset of the runs that
+# `_groups` joins, whose gaps hold separators only).
+_DENSE_RE = re.compile(r"[0-9](?:[^0-9a-zа-яё]{0,12}[0-9]){6,}")
 _ITEM_RE = re.compile(
     r"[0-9]+|(?<![^\W\d_])(?:"
     + "|".join(sorted(NUMBER_WORDS, key=len, reverse=True))
@@ -89,6 +117,8 @@ _DATE_HINT_RE = re.compile(r"[0-9][./:+-][0-9]")
 
 _SEPARATORS = frozenset(" \t\r\n\u00a0-‐‑‒–—―−.·•()[]{}<>/\\|_+*'\"`~:;!?…")
 _MAX_GAP = 5
+# A full stop (or ! ? …) right after a group and a space after it: the end of a sentence.
+_SENTENCE_GAP_RE = re.compile(r"[.!?…]\s+")
 
 
 @dataclass(slots=True)
@@ -128,6 +158,8 @@ def _gap_joins(gap: str, spelt: bool = False) -> bool:
         return False
     if ", " in gap or ",\n" in gap:
         return False
+    if _SENTENCE_GAP_RE.fullmatch(gap):
+        return False  # "…ул. Ковальчук 179/2. 32 000 + счётчики": one sentence ends, one starts
     for char in gap:
         if char in _SEPARATORS or char == ",":
             continue
@@ -164,9 +196,11 @@ def _spelt_groups(words: list[tuple[int, int, int, str]]) -> list[_Group]:
     return groups
 
 
-def _groups(view: str) -> list[list[_Group]]:
+def _groups(view: str, spelt: bool, pos: int, endpos: int) -> list[list[_Group]]:
     """Runs of digit groups with only separators between them. Only digits and number words are
-    read; any other word between two of them is not a separator, so it ends the run."""
+    read (number words only when ``spelt`` says the text has any: looking for them costs more
+    than looking for digits), in ``view[pos:endpos]``; any other word between two of them is not
+    a separator, so it ends the run."""
     runs: list[list[_Group]] = []
     current: list[_Group] = []
     words: list[tuple[int, int, int, str]] = []
@@ -180,13 +214,19 @@ def _groups(view: str) -> list[list[_Group]]:
         current.append(group)
 
     def flush_words() -> None:
-        nonlocal words
-        if words:
+        nonlocal words, current
+        if words and _AMOUNT_WORD_RE.match(view, words[-1][1]):
+            # "один миллион пятьсот тысяч", "пятьсот рублей": an amount in words, which also ends
+            # the digits before it ("1 500 000 (один миллион…)").
+            if current:
+                runs.append(current)
+                current = []
+        elif words:
             for group in _spelt_groups(words):
                 append(group)
-            words = []
+        words = []
 
-    for match in _ITEM_RE.finditer(view):
+    for match in (_ITEM_RE if spelt else _DIGITS_RE).finditer(view, pos, endpos):
         token = match.group()
         start, end = match.span()
         if token[0].isdigit():
@@ -320,16 +360,26 @@ def _looks_dialable(digits: str, plus: bool) -> bool:
 def find_phones(view: str, blocked: list[tuple[int, int]]) -> list[tuple[int, int]]:
     """Spans of phone numbers in the normalised ``view``; ``blocked`` spans (links, e-mails,
     dates) are not read."""
-    if _SEVEN_DIGITS_RE.search(view) is None and not _maybe_spelt(view):
+    spelt = _maybe_spelt(view)
+    if not spelt and _SEVEN_DIGITS_RE.search(view) is None:
         return []  # fewer than seven digits close together, and no number words
-    view = phone_view(view)
-    dates = []
+    view = _blank(phone_view(view), blocked)
+    # Without number words a phone lies inside one dense stretch of digits: only those are read,
+    # so a long description with a few short numbers costs little.
+    regions = [(0, len(view))] if spelt else [m.span() for m in _DENSE_RE.finditer(view)]
+    if not regions:
+        return []
     if _DATE_HINT_RE.search(view):
-        dates = [m.span() for m in _DATE_TIME_RE.finditer(view)]
-        dates.extend(m.span() for m in _MEMORY_RE.finditer(view))
-    view = _blank(view, blocked + dates)
+        dates: list[tuple[int, int]] = []
+        for start, end in regions:
+            stop = min(len(view), end + 4)  # "16/1tb": the letters after the digits count
+            dates.extend(m.span() for m in _DATE_TIME_RE.finditer(view, start, stop))
+            dates.extend(m.span() for m in _MEMORY_RE.finditer(view, start, stop))
+            dates.extend(m.span() for m in _COORDINATES_RE.finditer(view, start, stop))
+        view = _blank(view, dates)
+    runs = [run for start, end in regions for run in _groups(view, spelt, start, end)]
     found: list[tuple[int, int]] = []
-    for run in _groups(view):
+    for run in runs:
         digits = "".join(g.digits for g in run)
         if len(digits) < MIN_DIGITS:
             continue
@@ -364,6 +414,10 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
     code = _CODE_BEFORE_RE.search(view, max(0, start - 28), start)
     if code is not None and (code["code"] not in _ACCOUNT_CODES or len(digits) >= _ACCOUNT_DIGITS):
         return False
+    if not plus and _CODE_NEAR_RE.search(view, max(0, start - 48), start) is not None:
+        return False
+    if not plus and _is_decimal(run, view):
+        return False
     if _is_code(view, start, end) or _is_dimensions(run, view):
         return False
     if _is_measurements(run) or _is_range_pairs(run, view):
@@ -375,6 +429,21 @@ def _is_phone(run: list[_Group], digits: str, plus: bool, view: str, start: int,
     if _is_progression(run) or _is_range(run, view):
         return _looks_dialable(digits, plus)
     return not (_is_thousands(run, view) and len(digits) <= 9 and not ru_like)
+
+
+def _is_decimal(run: list[_Group], view: str) -> bool:
+    """An amount or a reading with a decimal part: 12 490,00, 1.250.000,00, 00123,456. The part
+    after the last comma or dot has at most three digits, and what comes before it is one group
+    or is grouped by thousands with another mark."""
+    if len(run) < 2 or len(run[-1].digits) > 3 or any(g.spelt for g in run):
+        return False
+    mark = view[run[-2].end : run[-1].start]
+    if mark not in (",", "."):
+        return False
+    whole = run[:-1]
+    if len(whole) == 1:
+        return len(whole[0].digits) <= 6
+    return _is_thousands(whole, view) and view[whole[0].end : whole[1].start] != mark
 
 
 def _is_round_amounts(run: list[_Group], view: str) -> bool:
@@ -413,6 +482,11 @@ def _is_code(view: str, start: int, end: int) -> bool:
 
 
 # Words that may start a spelt number; "раз", "oh" and "one" alone are too common to count.
+# Words after number words that make them an amount.
+_AMOUNT_WORD_RE = re.compile(
+    r"\s{0,2}(?:тысяч|тыщ|тыс|миллион|миллиард|млн|млрд|рубл|руб|долл|евро|thousand|million|"
+    r"billion|dollars?|bucks|euros?|roubles?|rubles?)"
+)
 _SPELT_HINTS = frozenset(w for w in NUMBER_WORDS if w not in ("раз", "oh", "one"))
 _WORD_RE = re.compile(r"[a-zа-яёіїє]+(?:['’][a-zа-яёіїє]+)*")
 

@@ -26,7 +26,7 @@ _AT_STRONG = r"\s*(?:\(\s*(?:at|собака|a)\s*\)|\[\s*(?:at|собака|a)\
 _AT_WORD = r"\s+(?:at|собака|собачка|sobaka|sobachka|эт)\s+"
 _DOT = (
     r"(?:\s*(?:\.|\(\s*(?:dot|точка|\.)\s*\)|\[\s*(?:dot|точка|\.)\s*\]|\{\s*dot\s*\})\s*"
-    r"|\s+(?:dot|точка|тчк|point)\s+)"
+    r"|\s+(?:dot|точка|тчк|tochka|tchk|point)\s+)"
 )
 _CYR_TLD_WORDS = {"ру": "ru", "ком": "com", "нет": "net", "орг": "org", "рф": "рф", "су": "su"}
 _SPELT_TLD = r"(?P<tld>[a-z]{2,12}|ру|ком|нет|орг|рф|су)(?![a-zа-яё0-9])"
@@ -67,10 +67,19 @@ _URL_RE = re.compile(
 # words ("пришлите. РФ…" ends a sentence).
 _SPACED_LINK_RE = re.compile(
     r"(?<![a-z0-9а-яё._-])(?P<host>[a-z0-9][a-z0-9-]{1,62}|[а-яё][а-яё0-9-]{2,62})"
-    r"(?:\s*(?:\(\s*(?:\.|dot|точка)\s*\)|\[\s*(?:\.|dot|точка)\s*\])\s*|\s+(?:dot|точка|тчк)\s+"
+    r"(?:\s*(?:\(\s*(?:\.|dot|точка)\s*\)|\[\s*(?:\.|dot|точка)\s*\])\s*"
+    r"|\s+(?:dot|точка|тчк|tochka|tchk)\s+"
     r"|\s\.\s|(?P<half>\s\.|\.\s))"
     r"(?P<tld>ru|com|net|org|рф|ру|ком|su|io|me|info|biz|shop|store|online|site|ua|by|kz|de|uk|us)"
     r"(?![a-zа-яё0-9])"
+)
+# What an address holds somewhere: a scheme, www., or a dot between a host's letter or digit and a
+# letter of the next label. Far cheaper than the full pattern, and most messages have none.
+_URL_HINT_RE = re.compile(r"://|www\.|[a-z0-9а-яё-]\.[a-zа-яё]")
+# The same for spaced-out hosts: a dot or a bracket before one of their suffixes, or a dot spelt.
+_SPACED_HINT_RE = re.compile(
+    r"[.)\]]\s*(?:ru|com|net|org|рф|ру|ком|su|io|me|info|biz|shop|store|online|site|ua|by|kz|de|"
+    r"uk|us)(?![a-zа-яё0-9])|dot|точк|тчк|tochk|tchk"
 )
 _TRAILING = ".,;:!?)]}>'\"»…"
 
@@ -142,38 +151,49 @@ def find_emails(view: str, suffix_of: SuffixOf) -> list[tuple[int, int]]:
                 found.append(match.span())
     if not _could_spell_email(view):
         return found
-    for match in _SPELT_EMAIL_RE.finditer(view):
-        if any(s <= match.start() < e for s, e in found):
+    pos = 0
+    while (spelt := _SPELT_EMAIL_RE.search(view, pos)) is not None:
+        pos = spelt.end()
+        if any(s <= spelt.start() < e for s, e in found):
             continue
-        tld = match.group("tld")
-        host = _CYR_PROVIDERS.get(match.group("host"), match.group("host"))
-        if match.group("sign") is not None and _mention(match.group("local"), match.group("sign")):
+        if not _spelt_email_ok(spelt, view, suffix_of):
+            # "reach me at sarah (at) fastmail (dot) fm": a rejected "me at sarah" must not hide
+            # the address that starts at its host.
+            pos = spelt.start("host")
             continue
-        if match.group("word") is not None and (
-            view.startswith("/", match.end()) or match.group("local") in ENGLISH_WORDS
-        ):
-            # "pics at imgur.com/a/x": a sentence about a link (an address has no path); "meet me
-            # at outlook": English, not a spelt address.
-            continue
-        if tld is None:
-            # Without a suffix only a bracketed "(at)" or «собака» before a known mail provider.
-            text = match.group()
-            # "ivan.petrov at gmail": the word "at" only before a provider's own name that is no
-            # ordinary word ("look at mail later").
-            spelt_at = match.group("word") is not None and host in _UNAMBIGUOUS_PROVIDERS
-            if not (match.group("strong") or "соба" in text or "@" in text or spelt_at):
-                continue
-            if host not in _MAIL_PROVIDERS:
-                continue
-        elif _CYR_TLD_WORDS.get(tld, tld) not in ("рф",) and not suffix_of(
-            "x." + _CYR_TLD_WORDS.get(tld, tld)
-        ):
-            continue
-        found.append(match.span())
+        found.append(spelt.span())
     return found
 
 
-_SPELL_HINT_RE = re.compile(r"@|\bat\b|\(at|\[at|\(a\)|\[a\]|собак|собач|sobak|sobach|\bэт\b|\{at")
+def _spelt_email_ok(match: re.Match[str], view: str, suffix_of: SuffixOf) -> bool:
+    tld = match.group("tld")
+    host = _CYR_PROVIDERS.get(match.group("host"), match.group("host"))
+    if match.group("sign") is not None and _mention(match.group("local"), match.group("sign")):
+        return False
+    if match.group("word") is not None and (
+        view.startswith("/", match.end()) or match.group("local") in ENGLISH_WORDS
+    ):
+        # "pics at imgur.com/a/x": a sentence about a link (an address has no path); "meet me at
+        # outlook": English, not a spelt address.
+        return False
+    if tld is None:
+        # Without a suffix only a bracketed "(at)" or «собака» before a known mail provider.
+        text = match.group()
+        # "ivan.petrov at gmail": the word "at" only before a provider's own name that is no
+        # ordinary word ("look at mail later").
+        spelt_at = match.group("word") is not None and host in _UNAMBIGUOUS_PROVIDERS
+        if not (match.group("strong") or "соба" in text or "@" in text or spelt_at):
+            return False
+        return host in _MAIL_PROVIDERS
+    suffix = _CYR_TLD_WORDS.get(tld, tld)
+    return suffix == "рф" or suffix_of("x." + suffix) is not None
+
+
+# What every spelt address holds somewhere (a superset: a bracket before "a" stands for "(at)",
+# "[a]" and "{at}"); literal alternatives and one class are cheap to look for.
+_SPELL_HINT_RE = re.compile(
+    r"@|собак|собач|sobak|sobach|[(\[{]\s*a|(?<![a-zа-яё])(?:at|эт)(?![a-zа-яё])"
+)
 
 
 def _could_spell_email(view: str) -> bool:
@@ -187,7 +207,7 @@ def find_links(
     not read digits or handles from."""
     found: list[WebFinding] = []
     spans: list[tuple[int, int]] = []
-    if "." in view or "://" in view:
+    if _URL_HINT_RE.search(view) is not None:
         for match in _URL_RE.finditer(view):
             start, end = match.span()
             if any(s < end and start < e for s, e in skip):
@@ -204,7 +224,7 @@ def find_links(
                 found.append(WebFinding("messenger", start, end))
             elif not _allowed(host, allowed):
                 found.append(WebFinding("link", start, end, bare and text == host))
-    spaced = "." in view or "dot" in view or "точк" in view or "тчк" in view
+    spaced = _SPACED_HINT_RE.search(view) is not None
     for match in _SPACED_LINK_RE.finditer(view) if spaced else ():
         start, end = match.span()
         if any(s < end and start < e for s, e in skip + spans):

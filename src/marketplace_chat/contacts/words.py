@@ -110,13 +110,16 @@ NUMBER_GLUE = frozenset({"and", "и"})
 
 # Messenger names, Latin and Russian, with the inflections buyers write ("в телеге", "по вотсапу");
 # digits may touch them ("89161234567вотсап").
+# The lookahead holds the first letter of every spelling below (keep it so when adding one): other
+# positions are passed over without trying each alternative.
 MESSENGER_NAME_RE = re.compile(
-    r"(?<![a-zа-яё_])(?:"
-    r"telegram+|telega|teleg|tlgrm|tg|тг|тгм|тгшк[а-я]|"
+    r"(?=[tтwvвsсdдиi])(?<![a-zа-яё_])(?:"
+    # Transliterated Russian inflects the Latin names too: "v telegu", "v telegrame", "vatsapu".
+    r"telegram+(?:[aeuy]|om)?|teleg[aeiuy]?|tlgrm|tg|тг|тгм|тгшк[а-я]|"
     r"телеграм+[а-я]*|телег[аеиуо][а-я]{0,2}|тележк[а-я]{1,2}|телегр[а-я]*|"
-    r"whats ?ap+|wats ?ap+|watsup|vatsap+|wa|"
+    r"what['’]?s ?ap+[aeuy]?|wats ?ap+[aeuy]?|watsup|vatsap+[aeuy]?|wa|"
     r"ват[сc]ап+[а-я]*|вот[сc]ап+[а-я]*|вацап+[а-я]*|воцап+[а-я]*|ватсап+[а-я]*|вотс|ватс|вотсик|"
-    r"viber|вайбер[а-я]*|вибер[а-я]*|"
+    r"v(?:a[iyj]?|i)ber[aeuy]?|вайбер[а-я]*|вибер[а-я]*|"
     r"signal|сигнал[а-я]{0,2}|"
     r"wechat|вичат|skype|скайп[а-я]*|discord|дискорд[а-я]*|"
     # Instagram is not a messenger, but a handle after its name is an invitation all the same.

@@ -389,7 +389,7 @@ class ChatNamespace:
     # -- edits and deletes ---------------------------------------------------------------------
 
     async def _message_edit(self, session: SocketSession, data: object) -> dict[str, Any]:
-        message = await self._service.edits.edit(session.user_id, parse(MessageEdit, data))
+        message = await self._service.edit(session.user_id, parse(MessageEdit, data))
         return message.to_wire()
 
     async def _message_delete(self, session: SocketSession, data: object) -> dict[str, Any]:

@@ -178,7 +178,7 @@ class StreamsManager(LeanFanout, AsyncPubSubManager):  # type: ignore[misc]
             return True
 
     async def _append_some(self) -> None:
-        writer = self._writer or connect(self.redis_url)
+        writer = self._writer or connect(self.redis_url, retry_once=False)
         self._writer = writer
         batches = list(self._pending)[:FLUSH_COUNT]
         generation = self._generation
@@ -222,7 +222,9 @@ class StreamsManager(LeanFanout, AsyncPubSubManager):  # type: ignore[misc]
         read_at = -READ_SPACING_S  # when the last read started
         while not self._stopping.is_set():
             try:
-                reader = self._reader or connect(self.redis_url, timeout_s=READ_TIMEOUT_S)
+                reader = self._reader or connect(
+                    self.redis_url, timeout_s=READ_TIMEOUT_S, retry_once=False
+                )
                 self._reader = reader
                 if position is None or lost:
                     position = await self._resume_from(reader, position)

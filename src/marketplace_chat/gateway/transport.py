@@ -6,9 +6,10 @@ node carries. The stock stack keeps, per connection, two `asyncio.Queue`s and th
 response headers) long after the handshake, and a class object created for every request by
 Engine.IO's ASGI driver, and Engine.IO sleeps in a task per socket until its next ping. The
 classes here keep the same behaviour with lazily allocated waiters, a loop timer for each ping,
-and the handshake dropped once it is done (the headers too, which the WebSocket parser and the
-Engine.IO environ would otherwise hold for the connection's life); measured at 5,000 idle
-sockets by `make bench`.
+one sweep per server for every connection's read and write deadlines (instead of two deadlines
+per connection, rescheduled on every packet), and the handshake dropped once it is done (the
+headers too, which the WebSocket parser and the Engine.IO environ would otherwise hold for the
+connection's life); measured at 5,000 idle sockets by `make bench`.
 
 The server here also keeps a peer from making it hold what it never asked for: no event takes
 binary data, so a binary frame or a Socket.IO binary packet (which announces attachments that
@@ -306,9 +307,78 @@ class LeanWebSocket:
             await self._send({"type": "websocket.close"})
 
 
+class _Watched:
+    """One WebSocket connection as the silence sweep sees it: when the peer was last heard,
+    since when a write has been waiting (None between writes), and the tasks to stop."""
+
+    __slots__ = ("expired", "heard", "reader", "writer", "writing_since")
+
+    def __init__(self, reader: asyncio.Task[Any] | None, now: float) -> None:
+        self.reader = reader
+        self.writer: asyncio.Task[None] | None = None
+        self.heard = now
+        self.writing_since: float | None = None
+        self.expired = False
+
+
+class SilenceSweep:
+    """The read and write deadlines of every WebSocket connection of a server, kept by one
+    periodic loop timer instead of two deadlines per connection rescheduled on every packet.
+
+    A connection whose peer has sent nothing for `limit_s` (the ping interval plus the ping
+    timeout: it stopped answering pings), or whose pending write has not gone out for as long
+    (the peer stopped reading), has its reading and writing tasks cancelled, which ends the
+    transport as a lost connection. A deadline is noticed at most `limit_s / SWEEPS_PER_LIMIT`
+    (and `MAX_SWEEP_S`) late.
+    """
+
+    SWEEPS_PER_LIMIT = 10
+    MAX_SWEEP_S = 1.0
+
+    def __init__(self) -> None:
+        self._watched: dict[_Watched, None] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._limit_s = 0.0
+
+    def __len__(self) -> int:
+        return len(self._watched)
+
+    def watch(self, limit_s: float) -> _Watched:
+        loop = asyncio.get_running_loop()
+        watched = _Watched(asyncio.current_task(), loop.time())
+        self._watched[watched] = None
+        self._limit_s = limit_s
+        if self._timer is None:
+            self._timer = loop.call_later(self._period(), self._sweep)
+        return watched
+
+    def forget(self, watched: _Watched) -> None:
+        self._watched.pop(watched, None)
+        if not self._watched and self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _period(self) -> float:
+        return min(self.MAX_SWEEP_S, self._limit_s / self.SWEEPS_PER_LIMIT)
+
+    def _sweep(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        limit = self._limit_s
+        for watched in self._watched:
+            if watched.expired:
+                continue
+            since = watched.writing_since
+            if now - watched.heard >= limit or (since is not None and now - since >= limit):
+                watched.expired = True
+                for task in (watched.reader, watched.writer):
+                    if task is not None:
+                        task.cancel()
+        self._timer = loop.call_later(self._period(), self._sweep) if self._watched else None
+
+
 async def _serve_websocket(socket: Any, ws: LeanWebSocket) -> None:
     server = socket.server
-    silence_s = server.ping_interval + server.ping_timeout
     if socket.connected:
         # An upgrade from long-polling: probe, end the pending poll, wait for UPGRADE.
         socket.upgrading = True
@@ -333,67 +403,77 @@ async def _serve_websocket(socket: Any, ws: LeanWebSocket) -> None:
         socket.connected = True
         socket.upgraded = True
 
-    writer = asyncio.ensure_future(_write_queue(socket, ws, silence_s))
+    sweep: SilenceSweep = server.silences
+    watched = sweep.watch(server.ping_interval + server.ping_timeout)
+    watched.writer = writer = asyncio.ensure_future(_write_queue(socket, ws, watched))
     now = asyncio.get_running_loop().time
     try:
-        async with asyncio.timeout(None) as silence:
-            while True:
-                silence.reschedule(now() + silence_s)
-                data = await ws.wait()
-                if len(data) > server.max_http_buffer_size:
-                    break
-                try:
-                    pkt = eio_packet.Packet(encoded_packet=data)
-                except Exception:  # not an Engine.IO packet: the peer is not speaking the protocol
-                    break
-                try:
-                    await socket.receive(pkt)
-                except engineio_exceptions.UnknownPacketError:
-                    pass
-                except engineio_exceptions.SocketIsClosedError:
-                    break
-                except Exception:
-                    server.logger.exception("Unknown receive error")
-                if socket.closing or socket.closed:
-                    # Refused, or closed by the server: read nothing more. `closing` is set as
-                    # soon as the close starts, before its disconnect handler has run.
-                    break
-    except (TimeoutError, OSError, asyncio.CancelledError):
-        pass  # silence past the ping deadline, a closed connection, the server stopping
-    await socket.queue.put(None)  # lets the writer finish
-    await writer
-    await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+        while True:
+            data = await ws.wait()
+            watched.heard = now()
+            if len(data) > server.max_http_buffer_size:
+                break
+            try:
+                pkt = eio_packet.Packet(encoded_packet=data)
+            except Exception:  # not an Engine.IO packet: the peer is not speaking the protocol
+                break
+            try:
+                await socket.receive(pkt)
+            except engineio_exceptions.UnknownPacketError:
+                pass
+            except engineio_exceptions.SocketIsClosedError:
+                break
+            except Exception:
+                server.logger.exception("Unknown receive error")
+            if socket.closing or socket.closed:
+                # Refused, or closed by the server: read nothing more. `closing` is set as
+                # soon as the close starts, before its disconnect handler has run.
+                break
+    except (OSError, asyncio.CancelledError):
+        # Silence past the ping deadline (the sweep cancelled this task), a closed connection,
+        # the server stopping.
+        if watched.expired and watched.reader is not None:
+            watched.reader.uncancel()
+    # From here the sweep only watches the writer: the close below must not be cut short.
+    watched.reader = None
+    try:
+        await socket.queue.put(None)  # lets the writer finish
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
+        await socket.close(wait=False, abort=True, reason=server.reason.TRANSPORT_CLOSE)
+    finally:
+        sweep.forget(watched)
 
 
-async def _write_queue(socket: Any, ws: LeanWebSocket, silence_s: float) -> None:
+async def _write_queue(socket: Any, ws: LeanWebSocket, watched: _Watched) -> None:
     queue = socket.queue
     now = asyncio.get_running_loop().time
     try:
-        async with asyncio.timeout(None) as idle:
-            while True:
-                idle.reschedule(now() + silence_s)
-                first = await queue.get()
+        while True:
+            first = await queue.get()
+            queue.task_done()
+            if first is None:
+                break
+            packets = [first]
+            closing = False
+            while not queue.empty():
+                pkt = queue.get_nowait()
                 queue.task_done()
-                if first is None:
+                if pkt is None:
+                    closing = True
                     break
-                packets = [first]
-                closing = False
-                while not queue.empty():
-                    pkt = queue.get_nowait()
-                    queue.task_done()
-                    if pkt is None:
-                        closing = True
-                        break
-                    packets.append(pkt)
-                for pkt in packets:
-                    await ws.send(pkt.encode())
-                    if pkt.packet_type == eio_packet.CLOSE:
-                        closing = True  # nothing follows a CLOSE: end the connection too
-                        break
-                if closing:
+                packets.append(pkt)
+            watched.writing_since = now()
+            for pkt in packets:
+                await ws.send(pkt.encode())
+                if pkt.packet_type == eio_packet.CLOSE:
+                    closing = True  # nothing follows a CLOSE: end the connection too
                     break
+            watched.writing_since = None
+            if closing:
+                break
     except (Exception, asyncio.CancelledError):  # noqa: S110
-        pass  # a failed or timed-out send, or the server stopping, ends the transport
+        pass  # a failed send, one the peer left unread past the deadline, the server stopping
     await ws.close()
 
 
@@ -410,6 +490,7 @@ class LeanEngineIOServer(engineio.AsyncServer):  # type: ignore[misc]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.silences = SilenceSweep()
         stock: dict[str, Any] = getattr(self, "_async")  # noqa: B009 (untyped in engineio)
         self._async = {**stock, "translate_request": translate_request, "websocket": LeanWebSocket}
 

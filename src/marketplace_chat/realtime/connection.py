@@ -6,7 +6,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from socketio.redis_manager import parse_redis_sentinel_url
 
@@ -25,7 +28,7 @@ MAX_CONNECTIONS = 64  # per client; a burst waits for a free connection instead 
 POOL_WAIT_S = 5.0
 
 
-def connect(url: str, timeout_s: float | None = 5.0) -> aioredis.Redis:
+def connect(url: str, timeout_s: float | None = 5.0, *, retry_once: bool = True) -> aioredis.Redis:
     """A client for `redis://`, `rediss://`, `unix://` or `redis+sentinel://host:port,…/db/service`
     (the same URL forms the Socket.IO Redis manager takes).
 
@@ -46,5 +49,14 @@ def connect(url: str, timeout_s: float | None = 5.0) -> aioredis.Redis:
         timeout=POOL_WAIT_S,
         socket_timeout=timeout_s,
         socket_connect_timeout=5.0,
+        # A connection pooled before a Redis restart can be found closed only by the command
+        # that uses it; one retry on a fresh connection spares that command a failure. The
+        # fan-out's stream clients recover on their own (a buffer, a resumed read that notices
+        # a gap) and must see the loss: they take `retry_once=False`.
+        **(
+            {"retry": Retry(NoBackoff(), 1), "retry_on_error": [RedisConnectionError]}
+            if retry_once
+            else {}
+        ),
     )
     return aioredis.Redis.from_pool(pool)  # the client owns the pool and closes it

@@ -106,6 +106,9 @@ return results
 """
 
 SCRIPT_BATCH = 500  # sockets per script run: bounds how long one run holds Redis
+# `online` lookups answered by one SMISMEMBER: each names up to 500 users (a `users:online`
+# bound), so one run asks about 32,000 at most.
+LOOKUP_BATCH = 64
 
 
 def online_key(user_id: int) -> str:
@@ -189,6 +192,9 @@ class RedisPresence:
         self._departures: Coalescer[tuple[int, str], bool] = Coalescer(
             self._forget_here, SCRIPT_BATCH
         )
+        # A reconnect storm asks who is online once a socket: the lookups in flight share one
+        # SMISMEMBER instead of a round trip each.
+        self._lookups: Coalescer[list[int], list[int]] = Coalescer(self._look_up, LOOKUP_BATCH)
 
     async def connected(self, user_id: int, socket_id: str) -> Arrival:
         return await self._arrivals.submit((user_id, socket_id))
@@ -234,9 +240,14 @@ class RedisPresence:
         ids = list(dict.fromkeys(user_ids))
         if not ids:
             return []
+        return await self._lookups.submit(ids)
+
+    async def _look_up(self, lookups: list[list[int]]) -> list[list[int]]:
+        asked = list(dict.fromkeys(user for ids in lookups for user in ids))
         with redis_errors():
-            flags = await self._redis.smismember(ONLINE_SET, [str(u) for u in ids])
-        return [user for user, flag in zip(ids, flags, strict=True) if flag]
+            flags = await self._redis.smismember(ONLINE_SET, [str(u) for u in asked])
+        online = {user for user, flag in zip(asked, flags, strict=True) if flag}
+        return [[user for user in ids if user in online] for ids in lookups]
 
     async def heartbeat(self) -> bool:
         with redis_errors():

@@ -17,6 +17,7 @@ from datetime import datetime
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
+from marketplace_chat.batching import Coalescer
 from marketplace_chat.errors import Unavailable
 from marketplace_chat.models import BlockChange, Participants
 from marketplace_chat.storage.base import EventPolicy
@@ -82,13 +83,16 @@ WITH del AS (
 SELECT EXISTS (SELECT 1 FROM del) AS changed, (SELECT held FROM reverse) AS pair_blocked
 """
 
+# Several `hidden_among` lookups in one statement: row i of the arrays asks whether the users
+# `$2[i]` and `$3[i]` are in a block (either way), for lookup `$1[i]`; two primary-key probes a row.
 HIDDEN_AMONG = """
-SELECT blocked_id AS user_id FROM chat.blocks
- WHERE blocker_id = $1 AND blocked_id = ANY($2::bigint[])
-UNION
-SELECT blocker_id FROM chat.blocks
- WHERE blocked_id = $1 AND blocker_id = ANY($2::bigint[])
+SELECT p.lookup, p.other
+  FROM unnest($1::int[], $2::bigint[], $3::bigint[]) AS p(lookup, asker, other)
+ WHERE EXISTS (SELECT 1 FROM chat.blocks WHERE blocker_id = p.asker AND blocked_id = p.other)
+    OR EXISTS (SELECT 1 FROM chat.blocks WHERE blocker_id = p.other AND blocked_id = p.asker)
 """
+# Lookups per statement: each names up to 500 users (a `users:online` bound).
+HIDDEN_BATCH = 64
 
 
 def unavailable(exc: BaseException) -> Unavailable:
@@ -114,6 +118,11 @@ class PostgresBlocks:
         self._pool = pool
         self._timeout = timeout_s
         self.events = events or EventPolicy()
+        # A reconnect storm sends a `users:online` a socket: the lookups in flight share one
+        # statement instead of a round trip each.
+        self._hidden: Coalescer[tuple[int, Sequence[int]], set[int]] = Coalescer(
+            self._hidden_of, HIDDEN_BATCH
+        )
 
     def _conn(self) -> AbstractAsyncContextManager[PoolConnectionProxy[asyncpg.Record]]:
         return pooled(self._pool, self._timeout, unavailable)
@@ -165,6 +174,20 @@ class PostgresBlocks:
     async def hidden_among(self, user_id: int, user_ids: Sequence[int]) -> set[int]:
         if not user_ids:
             return set()
+        return await self._hidden.submit((user_id, user_ids))
+
+    async def _hidden_of(self, lookups: list[tuple[int, Sequence[int]]]) -> list[set[int]]:
+        index: list[int] = []
+        askers: list[int] = []
+        others: list[int] = []
+        for i, (user_id, user_ids) in enumerate(lookups):
+            for other in dict.fromkeys(user_ids):
+                index.append(i)
+                askers.append(user_id)
+                others.append(other)
         async with self._conn() as conn:
-            rows = await conn.fetch(HIDDEN_AMONG, user_id, list(user_ids))
-        return {row["user_id"] for row in rows}
+            rows = await conn.fetch(HIDDEN_AMONG, index, askers, others)
+        hidden: list[set[int]] = [set() for _ in lookups]
+        for row in rows:
+            hidden[row["lookup"]].add(row["other"])
+        return hidden

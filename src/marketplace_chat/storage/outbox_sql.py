@@ -62,3 +62,17 @@ OUTBOX_CTES = f""", events AS (
   ON CONFLICT (chat_id, recipient_id) WHERE type = 'message.unread' AND status = 'pending'
   DO NOTHING
 )"""
+
+# A message the `flag` policy let through is reported to marketplace-api as it was sent (its
+# text is unchanged), in the same statement as the message and its other events. It goes in
+# front of them: PostgreSQL runs the data-modifying CTEs nobody reads last one first, so this
+# one inserts after `message.created` and comes after it in its chat's lane (a test holds it).
+FLAGGED_EVENTS_CTE = f""", flagged AS (
+  INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)
+  SELECT gen_random_uuid(), 'message.flagged', c.chat_id, c.chat_id,
+         jsonb_build_object('message', {MESSAGE_JSON},
+                            'categories', to_jsonb(c.moderation_categories)),
+         c.created_at, c.created_at
+    FROM created c WHERE c.moderation_action = 'flagged' ORDER BY c.chat_id, c.seq
+)"""
+OUTBOX_CTES = FLAGGED_EVENTS_CTE + OUTBOX_CTES

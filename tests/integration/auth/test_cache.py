@@ -238,9 +238,58 @@ async def test_record_only_mode_writes_every_verified_token_without_reading(
         stored = json.loads(raw)
         assert stored["userId"] == user
         assert 0 < await redis.ttl(cache_key(t)) <= 300
-    await verifier.verify(tokens[0])
-    assert len(inner.calls) == 41  # asked again: this mode never reads the cache
-    assert observed == []
+    assert observed == []  # this mode never reads the cache
+
+
+async def test_record_only_mode_remembers_a_verified_token_until_its_record_lapses(
+    inner: CountingVerifier, redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    verifier = CachingVerifier(inner, redis, clock, ttl_s=60, lookup=False)
+    user = new_user_id()
+    t = token(clock, user, exp_in_s=3600)
+    assert (await verifier.verify(t)).user_id == user
+    await verifier.flush()
+    await redis.delete(cache_key(t))
+    # A reconnect within the record's life: no second check, no second record.
+    assert (await verifier.verify(t)).user_id == user
+    await verifier.flush()
+    assert len(inner.calls) == 1
+    assert await redis.exists(cache_key(t)) == 0
+    # Once the record has lapsed the token is checked and recorded again.
+    clock.advance(61)
+    assert (await verifier.verify(t)).user_id == user
+    await verifier.flush()
+    assert len(inner.calls) == 2
+    assert await redis.exists(cache_key(t)) == 1
+
+
+async def test_record_only_mode_never_remembers_a_token_past_its_exp(
+    inner: CountingVerifier, redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    verifier = CachingVerifier(inner, redis, clock, ttl_s=600, lookup=False)
+    t = token(clock, new_user_id(), exp_in_s=30)
+    await verifier.verify(t)
+    clock.advance(20)
+    await verifier.verify(t)
+    assert len(inner.calls) == 1
+    clock.advance(11)  # past exp: the verifier judges it again (and refuses it, being expired)
+    inner.fail_with = AuthError("Token expired", ErrorCode.TOKEN_EXPIRED)
+    with pytest.raises(AuthError) as caught:
+        await verifier.verify(t)
+    assert caught.value.code is ErrorCode.TOKEN_EXPIRED
+    assert len(inner.calls) == 2
+
+
+async def test_record_only_mode_never_remembers_a_refused_token(
+    inner: CountingVerifier, redis: aioredis.Redis, clock: FakeClock
+) -> None:
+    verifier = CachingVerifier(inner, redis, clock, lookup=False)
+    t = token(clock, new_user_id())
+    inner.fail_with = AuthError("Invalid token")
+    for _ in range(2):
+        with pytest.raises(AuthError):
+            await verifier.verify(t)
+    assert len(inner.calls) == 2
 
 
 async def test_record_only_mode_survives_an_unreachable_redis(

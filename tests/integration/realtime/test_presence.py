@@ -138,6 +138,23 @@ async def test_online_answers_in_the_given_order_without_repeats(nodes: NodeFact
     assert await a.online([]) == []
 
 
+async def test_lookups_in_flight_together_each_get_their_own_answer(
+    nodes: NodeFactory, redis: aioredis.Redis
+) -> None:
+    a = nodes()
+    on = [new_user_id() for _ in range(3)]
+    off = new_user_id()
+    for user in on:
+        await a.connected(user, sid())
+    asked = [[on[0], off], [off], [on[2], on[1], on[0]], [on[1], on[1]], [off, on[2]]] * 30
+    before = (await redis.info("commandstats")).get("cmdstat_smismember", {}).get("calls", 0)
+    answers = await asyncio.gather(*(a.online(ids) for ids in asked))
+    after = (await redis.info("commandstats"))["cmdstat_smismember"]["calls"]
+    expected = [[on[0]], [], [on[2], on[1], on[0]], [on[1]], [on[2]]] * 30
+    assert answers == expected
+    assert after - before < len(asked) / 10  # shared round trips, not one a lookup
+
+
 async def test_refresh_keeps_keys_alive_and_restores_them_after_loss(
     redis: aioredis.Redis, nodes: NodeFactory
 ) -> None:

@@ -181,6 +181,23 @@ async def test_partners_and_hidden_users_leave_out_blocked_pairs(
     assert await blocks.hidden_among(me, []) == set()
 
 
+async def test_hidden_lookups_in_flight_together_each_get_their_own_answer(
+    storage: PostgresStorage, blocks: PostgresBlocks
+) -> None:
+    me, foe, friend, other = (new_user_id() for _ in range(4))
+    await blocks.block(me, foe, at(1))
+    await blocks.block(other, me, at(2))
+    asked = [
+        (me, [foe, friend, other, foe]),
+        (foe, [me, friend]),
+        (friend, [me, foe, other]),
+        (other, [me]),
+        (me, [friend]),
+    ] * 40
+    answers = await asyncio.gather(*(blocks.hidden_among(user, ids) for user, ids in asked))
+    assert answers == [{foe, other}, {me}, set(), {me}, set()] * 40
+
+
 async def test_chat_blocked_reads_the_chat_row(
     storage: PostgresStorage, blocks: PostgresBlocks
 ) -> None:

@@ -520,3 +520,67 @@ async def test_disconnecting_a_session_with_no_poll_pending_does_not_wait_for_on
     reasons = [e[2] for e in engineio_server.events if e[0] == "disconnect"]
     assert reasons == ["server disconnect", "server disconnect"]
     assert second not in engineio_server.server.sockets
+
+
+# -- the silence sweep ----------------------------------------------------------------------------
+
+
+async def test_a_connection_silent_past_the_limit_is_cancelled_by_the_sweep() -> None:
+    sweep = transport.SilenceSweep()
+    started = asyncio.get_running_loop().time()
+
+    async def connection() -> transport._Watched:
+        watched = sweep.watch(0.2)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(5)
+        sweep.forget(watched)
+        return watched
+
+    watched = await asyncio.wait_for(connection(), 2)
+    waited = asyncio.get_running_loop().time() - started
+    assert watched.expired
+    assert 0.2 <= waited < 0.2 + 2 * 0.02 + 0.1  # within about a sweep of the limit
+    assert len(sweep) == 0
+
+
+async def test_a_connection_heard_from_stays_and_one_timer_serves_them_all() -> None:
+    sweep = transport.SilenceSweep()
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+
+    async def talker() -> transport._Watched:
+        watched = sweep.watch(0.2)
+        while not done.is_set():
+            watched.heard = loop.time()
+            await asyncio.sleep(0.05)
+        sweep.forget(watched)
+        return watched
+
+    talkers = [asyncio.ensure_future(talker()) for _ in range(50)]
+    await asyncio.sleep(0.6)  # three limits
+    assert len(sweep) == 50
+    assert not any(t.done() for t in talkers)
+    # One timer on the loop for all fifty connections, none per connection.
+    assert sweep._timer is not None
+    done.set()
+    watched = await asyncio.gather(*talkers)
+    assert not any(w.expired for w in watched)
+    assert sweep._timer is None  # nothing left to watch: no timer either
+
+
+async def test_a_write_the_peer_leaves_unread_past_the_limit_cancels_the_writer() -> None:
+    sweep = transport.SilenceSweep()
+    loop = asyncio.get_running_loop()
+    watched = sweep.watch(0.2)
+    watched.reader = None  # only the writer is watched, as while a connection closes
+    blocked = asyncio.ensure_future(asyncio.sleep(5))  # a send waiting for the peer to read
+    watched.writer = blocked
+    for _ in range(4):  # the peer keeps talking, so only the write can expire
+        watched.heard = loop.time()
+        watched.writing_since = watched.writing_since or loop.time()
+        await asyncio.sleep(0.08)
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(blocked, 1)
+    assert blocked.cancelled()
+    assert watched.expired
+    sweep.forget(watched)
