@@ -5,14 +5,14 @@ the deleted ones among them. This partial index holds only deleted messages, in 
 and with the sender, so the second count also reads nothing but a few index entries, however
 many messages of the chat were edited or deleted before the pointer.
 
-Revision ID: 0005_edit
+Revision ID: 0005
 Revises: 0004
 Create Date: 2026-12-02
 """
 
 from alembic import op
 
-revision = "0005_edit"
+revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None

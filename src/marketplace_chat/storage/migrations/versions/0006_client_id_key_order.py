@@ -7,15 +7,15 @@ the response statistics; the planner then takes the smaller index and walks ever
 the sender in the chat, so a send got slower with each message of its chat. With the client id
 second, the lookups match (chat_id, client_message_id) and no other index can serve them.
 
-Revision ID: 0006_perf
-Revises: 0005_edit
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03
 """
 
 from alembic import op
 
-revision = "0006_perf"
-down_revision = "0005_edit"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
