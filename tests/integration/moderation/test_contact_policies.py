@@ -225,6 +225,25 @@ async def test_recent_texts_keep_two_within_the_window_and_a_retry_once(
     assert 0 < ttl <= 60_000
 
 
+async def test_recent_texts_pushed_together_share_one_round_trip_in_order(
+    redis: aioredis.Redis,
+) -> None:
+    recent, clock = RecentTexts(redis), FakeClock()
+    chat_id, other_chat = str(uuid.uuid4()), str(uuid.uuid4())
+    sends = [
+        (chat_id, 7, "8 9", "a"),
+        (other_chat, 7, "5", None),
+        (chat_id, 7, "16 12", "b"),
+        (chat_id, 7, "16 12", "b"),  # a retry inside the same run
+        (chat_id, 7, "3 45", None),
+    ]
+    answers = await asyncio.gather(
+        *(recent.push(c, s, t, cid, clock.now()) for c, s, t, cid in sends)
+    )
+    assert answers == [[], [], ["8 9"], ["8 9"], ["8 9", "16 12"]]
+    assert await redis.llen(recent_key(chat_id, 7)) == 2
+
+
 async def test_an_announced_change_reaches_every_listener(
     redis: aioredis.Redis, storage: PostgresStorage, store: ModerationStore
 ) -> None:
