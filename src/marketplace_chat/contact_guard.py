@@ -53,6 +53,12 @@ class RecentParts(Protocol):
         self, chat_id: str, sender_id: int, text: str, client_id: str | None, now: datetime
     ) -> list[str]: ...
 
+    def remember(
+        self, chat_id: str, sender_id: int, text: str, client_id: str | None, now: datetime
+    ) -> None:
+        """Push without waiting for the earlier parts."""
+        ...
+
 
 class ContactGuard:
     def __init__(
@@ -116,6 +122,11 @@ class ContactGuard:
         self, chat_id: str, sender_id: int, text: str, client_message_id: str | None
     ) -> list[Finding]:
         assert self._recent is not None
+        if not starts_like_number(text):
+            # It cannot continue a number, only begin one: the next part needs it remembered,
+            # this send needs nothing back, so it does not wait on Redis.
+            self._recent.remember(chat_id, sender_id, text, client_message_id, self._clock.now())
+            return []
         try:
             previous = await self._recent.push(
                 chat_id, sender_id, text, client_message_id, self._clock.now()

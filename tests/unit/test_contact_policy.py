@@ -281,6 +281,7 @@ class Recent:
     def __init__(self, down: bool = False) -> None:
         self.texts: dict[tuple[str, int], list[str]] = {}
         self.calls = 0
+        self.remembered = 0
         self.down = down
 
     async def push(
@@ -294,6 +295,15 @@ class Recent:
         earlier.append(text)
         del earlier[:-2]
         return before
+
+    def remember(
+        self, chat_id: str, sender_id: int, text: str, client_id: str | None, now: datetime
+    ) -> None:
+        self.remembered += 1
+        if not self.down:
+            earlier = self.texts.setdefault((chat_id, sender_id), [])
+            earlier.append(text)
+            del earlier[:-2]
 
 
 class Own:
@@ -351,6 +361,17 @@ async def test_texts_that_neither_start_nor_end_like_a_number_never_reach_redis(
     for text in ("hello", "is it still available?", "I have 2 of them, see you tomorrow"):
         assert await g.check_send("c1", 7, text) == Verdict(text)
     assert recent.calls == 0
+
+
+async def test_a_text_that_only_ends_like_a_number_is_remembered_without_waiting() -> None:
+    g, _, recent = guard()
+    assert await g.check_send("c1", 7, "call me at 8 916 12") == Verdict("call me at 8 916 12")
+    assert (recent.calls, recent.remembered) == (0, 1)
+    # the next part, which starts like a number, reads it back and completes the number
+    assert (await guard()[0].check_send("c1", 7, "3 45 67")).moderation is None  # alone: none
+    second = await g.check_send("c1", 7, "3 45 67")
+    assert second.text == PLACEHOLDER
+    assert (recent.calls, recent.remembered) == (1, 1)
 
 
 async def test_without_redis_the_message_is_still_checked_on_its_own() -> None:

@@ -69,13 +69,21 @@ class RecentTexts:
         self._keep = keep
         self._batches: Coalescer[tuple[str, str, str], list[Any]] = Coalescer(self._run)
 
+    def remember(
+        self, chat_id: str, sender_id: int, text: str, client_id: str | None, now: datetime
+    ) -> None:
+        """Push without waiting: it goes out with the next call, and a failure is logged."""
+        self._batches.post(
+            (recent_key(chat_id, sender_id), _entry(text, client_id, now), client_id or "")
+        )
+
     async def push(
         self, chat_id: str, sender_id: int, text: str, client_id: str | None, now: datetime
     ) -> list[str]:
         """Remember `text` and return the sender's earlier texts still inside the window,
         oldest first."""
         now_ms = int(now.timestamp() * 1000)
-        entry = json.dumps({"t": text, "at": now_ms, "c": client_id}, ensure_ascii=False)
+        entry = _entry(text, client_id, now)
         raw = await self._batches.submit((recent_key(chat_id, sender_id), entry, client_id or ""))
         entries = []
         for item in raw:
@@ -104,3 +112,8 @@ class RecentTexts:
         with redis_errors():
             results = await self._script(keys=[key for key, _, _ in pushes], args=args)
         return [list(items) for items in results]
+
+
+def _entry(text: str, client_id: str | None, now: datetime) -> str:
+    at = int(now.timestamp() * 1000)
+    return json.dumps({"t": text, "at": at, "c": client_id}, ensure_ascii=False)
