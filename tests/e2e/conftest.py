@@ -25,6 +25,7 @@ from .faultkit import PrivatePostgres, PrivateRedis
 from .jsclient import JS_DIR, Bridge, JsClient, NodeBridge
 from .server import ChatServer, free_port
 from .tokens import TEST_JWT_SECRET, Tokens, new_user_id
+from .webhookrecv import WebhookReceiver
 
 
 def _missing_prerequisite(reason: str) -> None:
@@ -247,3 +248,12 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[PrivateRedis]:
     """A Redis of this test's own, to kill, restart and freeze."""
     async with PrivateRedis(tmp_path / "private-redis") as redis:
         yield redis
+
+
+@pytest_asyncio.fixture(scope="module")
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    """A real HTTP webhook receiver, shared by one module's tests."""
+    hooks = WebhookReceiver()
+    await hooks.start()
+    yield hooks
+    await hooks.stop()

@@ -6,7 +6,6 @@ read and resolve them through the admin API, which nobody else can use."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -23,14 +22,6 @@ from .tokens import Tokens, new_user_id
 from .webhookrecv import ADMIN_KEY, WebhookReceiver, hook_env
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest_asyncio.fixture(scope="module")
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    hooks = WebhookReceiver()
-    await hooks.start()
-    yield hooks
-    await hooks.stop()
 
 
 @pytest_asyncio.fixture(scope="module")

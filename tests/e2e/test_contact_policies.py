@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,14 +29,6 @@ PHONE_TEXT = "call me 8 916 123 45 67 or write ivan.petrov@mail.ru, see market.e
 MASKED = "call me [hidden] or write [hidden], see market.example/lot/5"
 # Fragments of the originals that no client may ever receive.
 SECRETS = ("916 123", "ivan.petrov", "mail.ru", "t.me/ivan", "3 45 67")
-
-
-@pytest_asyncio.fixture(scope="module")
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    hooks = WebhookReceiver()
-    await hooks.start()
-    yield hooks
-    await hooks.stop()
 
 
 @pytest_asyncio.fixture(scope="module")

@@ -11,7 +11,6 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -27,14 +26,6 @@ from .tokens import Tokens, new_user_id
 from .webhookrecv import ADMIN_KEY, SECRET, Delivery, WebhookReceiver, hook_env, wait_types
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest_asyncio.fixture(scope="module")
-async def receiver() -> AsyncIterator[WebhookReceiver]:
-    hooks = WebhookReceiver()
-    await hooks.start()
-    yield hooks
-    await hooks.stop()
 
 
 @pytest_asyncio.fixture(scope="module")
