@@ -9,6 +9,7 @@ state with that `rev`, and, with the outbox on, adds the change's event, all in 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -109,18 +110,13 @@ async def edit(
     check: Check,
     events: bool,
 ) -> Changed | None:
-    async with conn.transaction():
-        row = await conn.fetchrow(LOCK, message_id)
-        if row is None:
-            return None
-        target = _target(row)
-        if not check(target):
-            return Changed(target, target.message, changed=False)
-        moderation = revision.moderation
-        written = await conn.fetchrow(
+    moderation = revision.moderation
+
+    async def write(chat_id: str) -> asyncpg.Record | None:
+        return await conn.fetchrow(
             EDIT,
             message_id,
-            target.message.chat_id,
+            chat_id,
             revision.text,
             moderation.action if moderation else None,
             list(moderation.categories) if moderation else None,
@@ -128,14 +124,27 @@ async def edit(
             now,
             events,
         )
-        if written is None:
-            raise _Vanished
-    return Changed(target, message_from_row(written), changed=True)
+
+    return await _change(conn, message_id, check, write)
 
 
 async def delete(
     conn: Connection, message_id: str, now: datetime, check: Check, events: bool
 ) -> Changed | None:
+    async def write(chat_id: str) -> asyncpg.Record | None:
+        return await conn.fetchrow(DELETE, message_id, chat_id, now, events)
+
+    return await _change(conn, message_id, check, write)
+
+
+async def _change(
+    conn: Connection,
+    message_id: str,
+    check: Check,
+    write: Callable[[str], Awaitable[asyncpg.Record | None]],
+) -> Changed | None:
+    """Lock the message and its chat, let `check` judge the message as it now stands, then
+    `write` the change in the same transaction; None for an unknown message."""
     async with conn.transaction():
         row = await conn.fetchrow(LOCK, message_id)
         if row is None:
@@ -143,7 +152,7 @@ async def delete(
         target = _target(row)
         if not check(target):
             return Changed(target, target.message, changed=False)
-        written = await conn.fetchrow(DELETE, message_id, target.message.chat_id, now, events)
+        written = await write(target.message.chat_id)
         if written is None:
             raise _Vanished
     return Changed(target, message_from_row(written), changed=True)
