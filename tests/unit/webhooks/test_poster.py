@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import pytest_asyncio
+import uvloop
 
 from marketplace_chat.webhooks.poster import MAX_RESPONSE_BYTES, WebhookPoster
 
@@ -250,3 +251,41 @@ async def test_concurrent_posts_each_get_their_own_answer(receiver: Receiver) ->
     assert results == [None if i % 2 == 0 else "HTTP 500" for i in range(40)]
     assert receiver.connections <= 40
     await poster.aclose()
+
+
+async def test_a_header_the_client_sets_itself_or_an_invalid_name_is_never_sent(
+    receiver: Receiver,
+) -> None:
+    poster = WebhookPoster(receiver.url, 2.0)
+    for headers in ({"Host": "elsewhere.test"}, {"Content-Length": "1"}, {"Bad Name": "x"}):
+        assert await poster.post(b"{}", headers) == "InvalidHeader"
+    assert await poster.post(b"{}", {"X-Chat-Event": "caf\u00e9\u20ac"}) == "InvalidHeader"
+    assert receiver.requests == []
+    await poster.aclose()
+
+
+async def test_an_answer_to_no_request_drops_the_idle_connection(receiver: Receiver) -> None:
+    receiver.reply = fixed(answer(200, b"ok") + answer(200, b"again"))  # one too many
+    poster = WebhookPoster(receiver.url, 2.0)
+    assert await poster.post(b"{}", {}) is None
+    receiver.reply = fixed(answer(500))
+    assert await poster.post(b"{}", {}) == "HTTP 500"  # not the stray 200 of the first answer
+    assert receiver.connections == 2
+    await poster.aclose()
+
+
+def test_posts_over_uvloop_the_loop_the_dispatcher_runs_on() -> None:
+    async def scenario() -> tuple[str | None, str | None, int]:
+        r = Receiver()
+        r.server = await asyncio.start_server(r.serve, "127.0.0.1", 0)
+        poster = WebhookPoster(r.url, 2.0)
+        first = await poster.post(b"{}", {})
+        r.reply = fixed(answer(503))
+        second = await poster.post(b"{}", {})
+        await poster.aclose()
+        r.released.set()
+        r.server.close()
+        await r.server.wait_closed()
+        return first, second, r.connections
+
+    assert uvloop.run(scenario()) == (None, "HTTP 503", 1)
