@@ -31,6 +31,9 @@ import httptools
 
 # A receiver's answer is read up to this much, and the connection dropped past it.
 MAX_RESPONSE_BYTES = 4096
+# All that one request's answer may take on the wire, heads (interim answers' included) and
+# body: an answer whose head never ends fails at once instead of filling memory until the timeout.
+MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "marketplace-chat-webhooks"
 # What an attempt that got no answer is called (the names operators know from earlier releases).
 CONNECT_ERROR = "ConnectError"
@@ -66,12 +69,14 @@ class _Connection(asyncio.Protocol):
         self._length: int | None = None
         self._chunked = False
         self._body = 0
+        self._received = 0  # bytes of the current request's answer so far
         self.closed = False
 
     def send(self, data: list[bytes]) -> asyncio.Future[int]:
         assert self._transport is not None
         assert self._waiter is None
         self._waiter = self._loop.create_future()
+        self._received = 0
         self._transport.writelines(data)
         return self._waiter
 
@@ -93,6 +98,10 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._end(_Ended())
+            return
+        self._received += len(data)
+        if self._waiter is not None and self._received > MAX_ANSWER_BYTES:
             self._end(_Ended())
 
     def connection_lost(self, exc: Exception | None) -> None:

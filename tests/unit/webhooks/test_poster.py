@@ -14,7 +14,7 @@ import pytest
 import pytest_asyncio
 import uvloop
 
-from marketplace_chat.webhooks.poster import MAX_RESPONSE_BYTES, WebhookPoster
+from marketplace_chat.webhooks.poster import MAX_ANSWER_BYTES, MAX_RESPONSE_BYTES, WebhookPoster
 
 Answer = Callable[[bytes], bytes | None]  # the request's head and body -> raw answer, or None
 
@@ -289,3 +289,14 @@ def test_posts_over_uvloop_the_loop_the_dispatcher_runs_on() -> None:
         return first, second, r.connections
 
     assert uvloop.run(scenario()) == (None, "HTTP 503", 1)
+
+
+async def test_an_answer_whose_head_never_ends_fails_without_waiting_for_the_timeout(
+    receiver: Receiver,
+) -> None:
+    receiver.reply = fixed(b"HTTP/1.1 200 OK\r\nX-Endless: " + b"y" * (MAX_ANSWER_BYTES * 4))
+    poster = WebhookPoster(receiver.url, 30.0)
+    started = asyncio.get_running_loop().time()
+    assert await poster.post(b"{}", {}) == "RemoteProtocolError"
+    assert asyncio.get_running_loop().time() - started < 5.0
+    await poster.aclose()
