@@ -245,7 +245,7 @@ async def _webhooks(settings: Settings, dsn: str, args: argparse.Namespace) -> l
     import orjson
 
     from marketplace_chat.clock import SystemClock
-    from marketplace_chat.models import parse
+    from marketplace_chat.payloads import parse
     from marketplace_chat.storage.outbox import OutboxStore
     from marketplace_chat.storage.pool import create_pool
     from marketplace_chat.webhooks import admin

@@ -22,20 +22,15 @@ from marketplace_chat.contact_guard import ContactGuard
 from marketplace_chat.contact_policy import Verdict
 from marketplace_chat.edits import Edits, clean_text
 from marketplace_chat.errors import ChatError, Forbidden, NotFound, RateLimited, ValidationFailed
-from marketplace_chat.models import (
-    Chat,
+from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, ResponseStats, iso
+from marketplace_chat.payloads import (
     ChatCreate,
     ChatsQuery,
     HistoryQuery,
-    Message,
     MessageEdit,
     MessageRead,
     MessageSend,
-    Participants,
-    ReadReceipt,
-    ResponseStats,
     SyncQuery,
-    iso,
 )
 from marketplace_chat.realtime.limits import RateLimiter, event_budgets
 from marketplace_chat.realtime.presence import Arrival, Presence

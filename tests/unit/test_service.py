@@ -16,15 +16,14 @@ from marketplace_chat.errors import (
     Unavailable,
     ValidationFailed,
 )
-from marketplace_chat.models import (
-    Chat,
+from marketplace_chat.models import Chat, iso
+from marketplace_chat.payloads import (
     ChatCreate,
     ChatsQuery,
     HistoryQuery,
     MessageRead,
     MessageSend,
     SyncQuery,
-    iso,
 )
 from marketplace_chat.service import REPUBLISH_WITHIN, ChatService
 from marketplace_chat.settings import LimitSettings
