@@ -17,8 +17,8 @@ import asyncpg
 from marketplace_chat.errors import NotFound
 from marketplace_chat.models import Report, ReportReceipt
 from marketplace_chat.storage.base import EventPolicy, NewReport, ReportPage
+from marketplace_chat.storage.cursor import decode_cursor, encode_cursor
 from marketplace_chat.storage.outbox_sql import ISO
-from marketplace_chat.storage.postgres import decode_cursor, encode_cursor
 from marketplace_chat.storage.store import PooledStore
 
 # The evidence: the reported message and this many before it, or the chat's latest this many.
