@@ -290,9 +290,10 @@ def run_server(
 ) -> None:
     import uvicorn
 
-    from marketplace_chat.app import CLOSE_RESERVE_S, ChatApp, create_app
+    from marketplace_chat.app import create_app
     from marketplace_chat.gateway.http_protocol import http_protocol
     from marketplace_chat.gateway.transport import MAX_PAYLOAD_BYTES, ChatWebSocketProtocol
+    from marketplace_chat.shutdown import CLOSE_RESERVE_S, ChatApp
     from marketplace_chat.storage.migrate import upgrade
 
     class DrainingServer(uvicorn.Server):
