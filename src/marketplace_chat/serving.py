@@ -1,5 +1,7 @@
 """Serving under uvicorn: a listener bound before anything starts, a server that drains the chat
-before it closes its connections, and a watchdog for a stop that overruns its deadline."""
+before it closes its connections, and a watchdog for a stop that overruns its deadline.
+
+uvicorn itself is imported by `run_server` alone, so the other commands start without it."""
 
 from __future__ import annotations
 

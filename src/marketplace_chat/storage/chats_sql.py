@@ -1,5 +1,8 @@
 """The statements that read and write chats: a chat as its viewer sees it (the unread count, the
-last message), a user's chats newest first, a new chat's event, and a seller's answer times."""
+last message), a user's chats newest first, a new chat's event, and a seller's answer times.
+
+Apart from the storage class, whose methods then read as the use cases, and importable as they
+are by the query benchmarks, which EXPLAIN the very text the service runs."""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
 """The statements that write and read messages: the single-message send, a chat's history
-around an anchor, what a returning client has missed, and the reminders a read makes moot."""
+around an anchor, what a returning client has missed, and the reminders a read makes moot.
+
+Apart from the storage class, whose methods then read as the use cases, and importable as they
+are by the query benchmarks, which EXPLAIN the very text the service runs."""
 
 from __future__ import annotations
 
