@@ -41,16 +41,16 @@ import asyncpg
 
 from marketplace_chat.embedded import EmbeddedServers
 from marketplace_chat.storage.base import ChatPage, ChatSync, MessagePage
-from marketplace_chat.storage.migrate import upgrade
-from marketplace_chat.storage.postgres import (
+from marketplace_chat.storage.chats_sql import (
     GET_CHAT,
     LIST_CHATS_AFTER,
     LIST_CHATS_FIRST,
     RESPONSE_STATS,
-    SYNC,
-    PostgresStorage,
-    decode_cursor,
 )
+from marketplace_chat.storage.cursor import decode_cursor
+from marketplace_chat.storage.messages_sql import SYNC
+from marketplace_chat.storage.migrate import upgrade
+from marketplace_chat.storage.postgres import PostgresStorage
 from marketplace_chat.storage.rows import MESSAGE_COLUMNS
 
 T = TypeVar("T")

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -39,9 +36,10 @@ from marketplace_chat.contacts import ContactDetector
 from marketplace_chat.errors import ChatError
 from marketplace_chat.gateway.namespace import ChatNamespace
 from marketplace_chat.gateway.notifier import SocketNotifier
-from marketplace_chat.gateway.server import NAMESPACE, ChatSocketServer, create_server
+from marketplace_chat.gateway.server import create_server
 from marketplace_chat.gateway.streams import StreamsManager
-from marketplace_chat.lifecycle import BackgroundLoop, Deadline
+from marketplace_chat.housekeeping import HEARTBEAT_S, Housekeeping
+from marketplace_chat.lifecycle import BackgroundLoop
 from marketplace_chat.metrics import Metrics
 from marketplace_chat.moderation import ModerationAdmin
 from marketplace_chat.realtime.connection import connect as connect_redis
@@ -53,6 +51,7 @@ from marketplace_chat.realtime.typing_state import RedisTypingState
 from marketplace_chat.reports import Reports
 from marketplace_chat.service import ChatService
 from marketplace_chat.settings import Settings, VerifierKind
+from marketplace_chat.shutdown import CLOSE_RESERVE_S, ChatApp
 from marketplace_chat.storage.base import EventPolicy
 from marketplace_chat.storage.blocks import PostgresBlocks
 from marketplace_chat.storage.moderation import ModerationStore
@@ -64,24 +63,8 @@ from marketplace_chat.webhooks.worker import WorkerConfig
 
 log = structlog.get_logger(__name__)
 
-HEARTBEAT_S = 5.0  # node heartbeat; the key lives 20 s, so a dead node is reaped within 30 s
-PRESENCE_REFRESH_S = 60.0  # user:{id}:online lives 300 s; refreshed well before it lapses
 REDIS_CHANNEL = "marketplace-chat"
 POLICY_RESUBSCRIBE_S = 1.0  # a contact-policy listener that lost Redis subscribes again after this
-# Shares of what is left of the shutdown deadline: the loops get a little, the events in flight
-# the most; the presence cleanup and the closing of transports each leave time for what follows.
-LOOP_STOP_SHARE = 0.1
-# The webhook dispatcher's child process is asked to stop within this share when the drain
-# starts, and waited for before the pools close.
-PROCESS_SHARE = 0.8
-EVENTS_SHARE = 0.4
-PRESENCE_SHARE = 0.5
-TRANSPORT_SHARE = 0.5
-# Set aside by every step before the pools close, for closing them: a few milliseconds when the
-# backends answer (and cut short when they do not).
-CLOSE_RESERVE_S = 0.3
-# Kept from the deadline for what follows the last step: the event loop's teardown and the exit.
-EXIT_RESERVE_S = 0.5
 
 
 def node_identity(settings: Settings) -> str:
@@ -130,75 +113,6 @@ def build_verifier(
         observe=metrics.observe_cache,
         lookup=remote,
     )
-
-
-@dataclass(slots=True)
-class ChatApp:
-    """The ASGI app (Socket.IO at /socket.io, namespace /chat; REST and operations beside it)
-    and the shutdown it runs against one deadline: the drain before the server closes its
-    connections, then the lifespan's closing of pools, each step with what is left of it."""
-
-    asgi: Any
-    shutdown_timeout_s: float = 8.0
-    _namespace: ChatNamespace | None = None
-    _service: ChatService | None = None
-    _sio: ChatSocketServer | None = None
-    _loops: list[BackgroundLoop] = field(default_factory=list)
-    _processes: list[DispatcherProcess] = field(default_factory=list)
-    _deadline: Deadline | None = None
-    _drained: bool = False
-
-    def deadline(self) -> Deadline:
-        """The shutdown's deadline, started by the first step that asks for it. The steps end
-        a little before `shutdown_timeout_s`, which leaves the process the time to exit."""
-        if self._deadline is None:
-            self._deadline = Deadline(max(0.0, self.shutdown_timeout_s - EXIT_RESERVE_S))
-        return self._deadline
-
-    async def stop_loops(self) -> None:
-        deadline = self.deadline()
-        for process in self._processes:
-            process.ask_stop(deadline.share(PROCESS_SHARE, CLOSE_RESERVE_S))
-        for loop in self._loops:
-            await loop.stop(deadline.share(LOOP_STOP_SHARE, CLOSE_RESERVE_S))
-        self._loops.clear()
-
-    async def drain(self) -> None:
-        """Stop taking sockets, finish events in flight, clear this node's presence and typing,
-        and close the sockets at the transport, so that clients reconnect to another node."""
-        if self._drained or self._namespace is None or self._service is None or self._sio is None:
-            return
-        self._drained = True
-        deadline = self.deadline()
-        await self.stop_loops()
-        sockets = await self._namespace.drain(deadline.share(EVENTS_SHARE, CLOSE_RESERVE_S))
-        await deadline.run(
-            self._leave(self._service, sockets), "presence_cleanup", PRESENCE_SHARE, CLOSE_RESERVE_S
-        )
-        await deadline.run(
-            self._close(self._sio, sockets), "close_transports", TRANSPORT_SHARE, CLOSE_RESERVE_S
-        )
-        log.info("drained", sockets=len(sockets))
-
-    @staticmethod
-    async def _leave(service: ChatService, sockets: dict[str, int]) -> None:
-        try:
-            await service.stop_typing_here()
-            offline = await service.presence.leave(sockets)
-            await service.went_offline(offline)
-        except ChatError as exc:
-            log.warning("presence_cleanup_failed", error=exc.message)
-
-    @staticmethod
-    async def _close(sio: ChatSocketServer, sockets: dict[str, int]) -> None:
-        for sid in sockets:
-            eio_sid = sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-            if eio_sid is not None:
-                with contextlib.suppress(Exception):
-                    await sio.eio.disconnect(eio_sid)
-        # Sessions that never joined /chat, so that their pending polls are answered now.
-        with contextlib.suppress(Exception):
-            await sio.eio.disconnect()
 
 
 def create_app(
@@ -382,33 +296,3 @@ def _ping_db(api: FastAPI) -> Any:
         await storage.ping()
 
     return ping
-
-
-class Housekeeping:
-    """The node's shared timer: heartbeat, presence refresh, and reaping of dead nodes."""
-
-    def __init__(self, service: ChatService, namespace: ChatNamespace, metrics: Metrics) -> None:
-        self._service = service
-        self._namespace = namespace
-        self._metrics = metrics
-        self._last_refresh = 0.0
-        self._healthy = True
-
-    async def tick(self) -> None:
-        presence = self._service.presence
-        now = asyncio.get_running_loop().time()
-        try:
-            # A lapsed heartbeat means Redis lost our keys (a restart, however quick).
-            intact = await presence.heartbeat()
-            if not (self._healthy and intact) or now - self._last_refresh >= PRESENCE_REFRESH_S:
-                await presence.refresh(self._namespace.sessions.users())
-                self._last_refresh = now
-            offline = await presence.reap_dead_nodes()
-            if offline:
-                log.info("dead_node_reaped", users_offline=len(offline))
-                await self._service.went_offline(offline)
-            self._healthy = True
-        except ChatError as exc:
-            self._healthy = False
-            self._metrics.backend_errors.labels("redis").inc()
-            log.warning("housekeeping_failed", error=exc.message)

@@ -6,9 +6,9 @@ exactly the events the gateway registers. The document describes the service: it
 the client events (each answered through its ack, an AsyncAPI reply) and *sends* the server
 events.
 
-The payload schemas come from the pydantic models themselves: the client payloads in `models.py`
-(the ones the gateway validates with) and the answers in `wire.py` (which a test holds to the
-`to_wire()` output).
+The payload schemas come from the pydantic models themselves: the client payloads in
+`payloads.py` (the ones the gateway validates with) and the answers in `wire.py` (which a test
+holds to the `to_wire()` output).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from marketplace_chat import models, wire
+from marketplace_chat import payloads, wire
 
 NAMESPACE = "/chat"
 CHANNEL = "chat"
@@ -50,80 +50,82 @@ class ServerEvent:
 CLIENT_EVENTS: tuple[ClientEvent, ...] = (
     ClientEvent(
         "chat:create",
-        models.ChatCreate,
+        payloads.ChatCreate,
         wire.Chat,
         "Open the chat of a buyer/seller pair (or find the existing one) and join it.",
     ),
-    ClientEvent("chat:join", models.ChatRef, wire.Chat, "Join a chat's room (its typing events)."),
-    ClientEvent("chat:leave", models.ChatRef, wire.Empty, "Leave a chat's room."),
+    ClientEvent(
+        "chat:join", payloads.ChatRef, wire.Chat, "Join a chat's room (its typing events)."
+    ),
+    ClientEvent("chat:leave", payloads.ChatRef, wire.Empty, "Leave a chat's room."),
     ClientEvent(
         "chats:list",
-        models.ChatsQuery,
+        payloads.ChatsQuery,
         wire.ChatsPage,
         "The caller's chats, most recent activity first, a page at a time.",
     ),
     ClientEvent(
         "message:send",
-        models.MessageSend,
+        payloads.MessageSend,
         wire.Message,
         "Send a message; it is committed before the ack and before anyone is told.",
     ),
     ClientEvent(
         "messages:history",
-        models.HistoryQuery,
+        payloads.HistoryQuery,
         wire.HistoryPage,
         "A page of a chat's messages in chronological order.",
     ),
     ClientEvent(
         "messages:sync",
-        models.SyncQuery,
+        payloads.SyncQuery,
         wire.SyncResult,
         "After a reconnect: each chat's messages after the last seq the client has, and with "
         "{ seq, rev } the ones up to it edited or deleted since.",
     ),
     ClientEvent(
         "message:read",
-        models.MessageRead,
+        payloads.MessageRead,
         wire.ReadPointer,
         "Move the caller's read pointer forward to a message.",
     ),
-    ClientEvent("typing:start", models.ChatRef, wire.Empty, "The caller is typing in a chat."),
-    ClientEvent("typing:stop", models.ChatRef, wire.Empty, "The caller stopped typing."),
+    ClientEvent("typing:start", payloads.ChatRef, wire.Empty, "The caller is typing in a chat."),
+    ClientEvent("typing:stop", payloads.ChatRef, wire.Empty, "The caller stopped typing."),
     ClientEvent(
         "users:online",
-        models.UsersOnlineQuery,
+        payloads.UsersOnlineQuery,
         wire.OnlineUsers,
         "Which of the given users (default: the caller's chat partners) are online.",
     ),
     ClientEvent(
         "message:edit",
-        models.MessageEdit,
+        payloads.MessageEdit,
         wire.Message,
         "Replace the text of one's own message, within the edit window of its createdAt.",
     ),
     ClientEvent(
         "message:delete",
-        models.MessageRef,
+        payloads.MessageRef,
         wire.MessageDeleted,
         "Delete one's own message: it stays in place as a tombstone.",
     ),
     ClientEvent(
         "user:block",
-        models.UserRef,
+        payloads.UserRef,
         wire.BlockState,
         "Block a user: nothing new passes between the two until the block is lifted.",
     ),
-    ClientEvent("user:unblock", models.UserRef, wire.BlockState, "Lift the caller's block."),
-    ClientEvent("blocks:list", models.NoArgs, wire.BlockedUsers, "The users the caller blocked."),
+    ClientEvent("user:unblock", payloads.UserRef, wire.BlockState, "Lift the caller's block."),
+    ClientEvent("blocks:list", payloads.NoArgs, wire.BlockedUsers, "The users the caller blocked."),
     ClientEvent(
         "report:create",
-        models.ReportCreate,
+        payloads.ReportCreate,
         wire.ReportReceipt,
         "Report a chat or one of its messages to the moderators.",
     ),
     ClientEvent(
         "auth:refresh-token",
-        models.TokenRefresh,
+        payloads.TokenRefresh,
         wire.TokenRefreshed,
         "Replace the socket's token without reconnecting.",
     ),

@@ -23,7 +23,8 @@ from marketplace_chat.errors import (
     NotFound,
     ValidationFailed,
 )
-from marketplace_chat.models import Message, MessageEdit, MessageRef, iso
+from marketplace_chat.models import Message, iso
+from marketplace_chat.payloads import MessageEdit, MessageRef
 from marketplace_chat.settings import LimitSettings
 from marketplace_chat.storage.base import Changed, Revision, Storage, Target
 

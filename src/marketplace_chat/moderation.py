@@ -13,7 +13,8 @@ from typing import Any, Literal, Protocol
 from pydantic import Field
 
 from marketplace_chat.errors import NotFound, ValidationFailed
-from marketplace_chat.models import Message, Payload, Text, Uuid, iso
+from marketplace_chat.models import Message, iso
+from marketplace_chat.payloads import Payload, Text, Uuid
 
 
 @dataclass(frozen=True, slots=True)

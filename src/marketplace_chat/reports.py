@@ -16,7 +16,8 @@ from pydantic import Field
 
 from marketplace_chat.clock import Clock
 from marketplace_chat.errors import NotFound
-from marketplace_chat.models import Payload, Report, ReportCreate, ReportReceipt, Text, Uuid
+from marketplace_chat.models import Report, ReportReceipt
+from marketplace_chat.payloads import Payload, ReportCreate, Text, Uuid
 from marketplace_chat.service import ChatService
 from marketplace_chat.storage.base import NewReport, ReportPage, ReportStorage
 

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
@@ -22,24 +20,19 @@ from marketplace_chat.contact_guard import ContactGuard
 from marketplace_chat.contact_policy import Verdict
 from marketplace_chat.edits import Edits, clean_text
 from marketplace_chat.errors import ChatError, Forbidden, NotFound, RateLimited, ValidationFailed
-from marketplace_chat.models import (
-    Chat,
+from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, ResponseStats, iso
+from marketplace_chat.payloads import (
     ChatCreate,
     ChatsQuery,
     HistoryQuery,
-    Message,
     MessageEdit,
     MessageRead,
     MessageSend,
-    Participants,
-    ReadReceipt,
-    ResponseStats,
     SyncQuery,
-    iso,
 )
 from marketplace_chat.realtime.limits import RateLimiter, event_budgets
 from marketplace_chat.realtime.presence import Arrival, Presence
-from marketplace_chat.realtime.typing_state import TYPING_TTL_S, TypingState
+from marketplace_chat.realtime.typing_state import TypingState
 from marketplace_chat.settings import LimitSettings
 from marketplace_chat.storage.base import (
     BlockStorage,
@@ -50,6 +43,7 @@ from marketplace_chat.storage.base import (
     Revision,
     Storage,
 )
+from marketplace_chat.typing_indicators import TypingIndicators
 
 # A retry (same clientMessageId) of a message this recent may follow a node that died between
 # the commit and the fan-out: unless the fan-out saw the message go out, it goes out again, with
@@ -87,13 +81,6 @@ class Notifier(Protocol):
     async def to_socket(self, socket_id: str, event: str, payload: dict[str, Any]) -> None: ...
 
 
-@dataclass(slots=True)
-class _Typing:
-    token: str
-    socket_id: str | None
-    timer: asyncio.TimerHandle
-
-
 class ChatService:
     def __init__(
         self,
@@ -113,17 +100,16 @@ class ChatService:
         # Read where a block silences an event: typing and users:online (see blocking.py).
         self._blocks = blocks
         self.presence = presence
-        self._typing_state = typing
         self._limiter = limiter
         self._notify = notifier
         self._clock = clock
         self._limits = limits
         self._budgets = event_budgets(limits)
-        self._node = node_id
         self._contacts = contacts  # None: texts are stored as sent (no contact check)
-        self._typing: dict[tuple[str, int], _Typing] = {}
-        self._typing_tokens = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._typing = TypingIndicators(
+            storage, typing, notifier, blocks, limits, node_id, self._spawn
+        )
         self.edits = Edits(storage, notifier, clock, limits)
 
     # -- chats ---------------------------------------------------------------------------------
@@ -217,9 +203,9 @@ class ChatService:
         # Only an indicator this node started is ended here, which spares the hot path a
         # Redis call; one started through another node ends by that node's 10 s timer.
         # The message is committed: from here on nothing may turn the ack into a failure.
-        if result.created and (parts.chat_id, user_id) in self._typing:
+        if result.created and self._typing.started_here(parts.chat_id, user_id):
             try:
-                await self._end_typing(parts, user_id)
+                await self._typing.end(parts, user_id)
             except ChatError as exc:
                 log.warning("typing_stop_failed", error=exc.message)
         return result.message
@@ -268,62 +254,11 @@ class ChatService:
 
     async def typing_start(self, user_id: int, chat_id: str, origin: str | None = None) -> None:
         parts = await self.participants(user_id, chat_id)
-        # Between users who blocked each other typing is silent (the ack stays `{}`). A primary
-        # key read per event: typing is budgeted, and a cached answer could be stale on some node.
-        if await self._blocks.chat_blocked(chat_id):
-            return
-        token = f"{self._node}:{next(self._typing_tokens)}"
-        tell = await self._typing_state.start(
-            chat_id, user_id, token, self._limits.typing_throttle_s
-        )
-        self._arm_typing_timer(parts, user_id, token, origin)
-        if tell:
-            await self._notify.to_chat_watchers(
-                chat_id,
-                parts.other(user_id),
-                "typing:start",
-                {"chatId": chat_id, "userId": user_id},
-            )
+        await self._typing.start(chat_id, parts, user_id, origin)
 
     async def typing_stop(self, user_id: int, chat_id: str) -> None:
         parts = await self.participants(user_id, chat_id)
-        await self._end_typing(parts, user_id)
-
-    def _arm_typing_timer(
-        self, parts: Participants, user_id: int, token: str, origin: str | None
-    ) -> None:
-        key = (parts.chat_id, user_id)
-        previous = self._typing.pop(key, None)
-        if previous is not None:
-            previous.timer.cancel()
-        loop = asyncio.get_running_loop()
-        # The event loop's own timer heap serves every indicator; no task per typist.
-        timer = loop.call_later(
-            TYPING_TTL_S, self._spawn, lambda: self._typing_expired(parts, user_id, token)
-        )
-        self._typing[key] = _Typing(token, origin, timer)
-
-    async def _typing_expired(self, parts: Participants, user_id: int, token: str) -> None:
-        current = self._typing.get((parts.chat_id, user_id))
-        if current is not None and current.token == token:
-            del self._typing[(parts.chat_id, user_id)]
-        if await self._typing_state.expire(parts.chat_id, user_id, token):
-            await self._tell_typing_stopped(parts, user_id)
-
-    async def _end_typing(self, parts: Participants, user_id: int) -> None:
-        local = self._typing.pop((parts.chat_id, user_id), None)
-        if local is not None:
-            local.timer.cancel()
-        if await self._typing_state.stop(parts.chat_id, user_id):
-            await self._tell_typing_stopped(parts, user_id)
-
-    async def _tell_typing_stopped(self, parts: Participants, user_id: int) -> None:
-        await self._notify.to_chat_watchers(
-            parts.chat_id,
-            parts.other(user_id),
-            "typing:stop",
-            {"chatId": parts.chat_id, "userId": user_id},
-        )
+        await self._typing.end(parts, user_id)
 
     # -- presence ------------------------------------------------------------------------------
 
@@ -338,11 +273,7 @@ class ChatService:
         return arrival
 
     async def socket_disconnected(self, user_id: int, socket_id: str) -> None:
-        for (chat_id, typist), state in list(self._typing.items()):
-            if typist == user_id and state.socket_id == socket_id:
-                parts = await self.storage.participants(chat_id)
-                if parts is not None:
-                    await self._end_typing(parts, user_id)
+        await self._typing.socket_closed(user_id, socket_id)
         if await self.presence.disconnected(user_id, socket_id):
             await self.went_offline([user_id])
 
@@ -398,14 +329,10 @@ class ChatService:
 
     async def stop_typing_here(self) -> None:
         """End every indicator this node started (shutdown): partners are told, keys cleared."""
-        for chat_id, user_id in list(self._typing):
-            parts = await self.storage.participants(chat_id)
-            if parts is not None:
-                await self._end_typing(parts, user_id)
+        await self._typing.stop_here()
 
     async def drain(self) -> None:
         """Wait for background work (presence announcements, typing expiries) to finish."""
-        for state in self._typing.values():
-            state.timer.cancel()
+        self._typing.cancel_timers()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)

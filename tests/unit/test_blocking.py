@@ -10,7 +10,7 @@ import pytest
 
 from marketplace_chat.blocking import Blocking
 from marketplace_chat.errors import Blocked, ValidationFailed
-from marketplace_chat.models import ChatCreate, HistoryQuery, MessageSend
+from marketplace_chat.payloads import ChatCreate, HistoryQuery, MessageSend
 from marketplace_chat.realtime.limits import Budget, event_budgets
 from marketplace_chat.service import ChatService
 from marketplace_chat.settings import LimitSettings

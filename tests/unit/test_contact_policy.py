@@ -25,8 +25,9 @@ from marketplace_chat.contact_policy import (
 )
 from marketplace_chat.contacts import ContactDetector, Finding
 from marketplace_chat.errors import ContactNotAllowed, Unavailable
-from marketplace_chat.models import MessageSend, Moderation
+from marketplace_chat.models import Moderation
 from marketplace_chat.moderation import ContactAttempt, decode_cursor, encode_cursor
+from marketplace_chat.payloads import MessageSend
 from marketplace_chat.realtime.contact_policies import ContactPolicies
 from marketplace_chat.service import ChatService
 from marketplace_chat.settings import ContactSettings, Settings, SettingsError

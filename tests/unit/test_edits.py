@@ -18,17 +18,8 @@ from marketplace_chat.errors import (
     NotFound,
     ValidationFailed,
 )
-from marketplace_chat.models import (
-    MAX_ID,
-    Message,
-    MessageEdit,
-    MessageRef,
-    Moderation,
-    SyncPoint,
-    SyncQuery,
-    iso,
-    parse,
-)
+from marketplace_chat.models import Message, Moderation, iso
+from marketplace_chat.payloads import MAX_ID, MessageEdit, MessageRef, SyncPoint, SyncQuery, parse
 from marketplace_chat.realtime.limits import event_budgets
 from marketplace_chat.settings import LimitSettings
 from marketplace_chat.storage.base import Revision

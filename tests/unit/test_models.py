@@ -7,26 +7,21 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from marketplace_chat.errors import ErrorCode, ValidationFailed
-from marketplace_chat.models import (
+from marketplace_chat.models import Chat, Message, Moderation, Participants, ReadReceipt, iso
+from marketplace_chat.payloads import (
     MAX_CLIENT_MESSAGE_ID,
     MAX_ID,
     MAX_TOKEN_LENGTH,
-    Chat,
     ChatCreate,
     ChatRef,
     ChatsQuery,
     HistoryQuery,
-    Message,
     MessageRead,
     MessageSend,
-    Moderation,
-    Participants,
     Payload,
-    ReadReceipt,
     SyncQuery,
     TokenRefresh,
     UsersOnlineQuery,
-    iso,
     parse,
     positive_id,
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from marketplace_chat import cli
+from marketplace_chat import cli, serving
 from marketplace_chat.preflight import masked, url_problem
 from marketplace_chat.settings import Settings, SettingsError
 
@@ -147,7 +147,7 @@ def test_the_development_banner_says_where_it_runs_and_how_to_get_a_token(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CHAT_ENV", "development")
-    text = cli.banner(Settings.load(env_file=None))
+    text = serving.banner(Settings.load(env_file=None))
     assert "http://localhost:3001/chat" in text
     assert "http://localhost:3001/docs" in text
     assert "marketplace-chat token --dev --user 42" in text

@@ -12,14 +12,8 @@ import pytest
 
 from marketplace_chat import wire
 from marketplace_chat.errors import Forbidden, NotFound, ValidationFailed
-from marketplace_chat.models import (
-    MAX_REPORT_COMMENT,
-    BlockState,
-    Report,
-    ReportCreate,
-    ReportReceipt,
-    parse,
-)
+from marketplace_chat.models import BlockState, Report, ReportReceipt
+from marketplace_chat.payloads import MAX_REPORT_COMMENT, ReportCreate, parse
 from marketplace_chat.reports import ReportRef, ReportResolve, Reports, ReportsQuery
 from marketplace_chat.storage.base import NewReport, ReportPage
 

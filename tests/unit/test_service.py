@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from marketplace_chat import service as service_module
+from marketplace_chat import typing_indicators
 from marketplace_chat.errors import (
     ChatError,
     Forbidden,
@@ -16,15 +16,14 @@ from marketplace_chat.errors import (
     Unavailable,
     ValidationFailed,
 )
-from marketplace_chat.models import (
-    Chat,
+from marketplace_chat.models import Chat, iso
+from marketplace_chat.payloads import (
     ChatCreate,
     ChatsQuery,
     HistoryQuery,
     MessageRead,
     MessageSend,
     SyncQuery,
-    iso,
 )
 from marketplace_chat.service import REPUBLISH_WITHIN, ChatService
 from marketplace_chat.settings import LimitSettings
@@ -541,7 +540,7 @@ async def test_typing_stop_is_emitted_only_when_the_user_was_typing(world: World
 async def test_typing_that_is_not_renewed_stops_by_itself(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(service_module, "TYPING_TTL_S", 0.0)
+    monkeypatch.setattr(typing_indicators, "TYPING_TTL_S", 0.0)
     chat, buyer, seller = await open_chat(world)
     await world.service.typing_start(buyer, chat.id)
     for _ in range(50):

@@ -13,7 +13,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from marketplace_chat.api import schemas
 from marketplace_chat.api.inputs import query_args
 from marketplace_chat.clock import Clock
-from marketplace_chat.models import parse
+from marketplace_chat.payloads import parse
 from marketplace_chat.storage.outbox import OutboxStore
 from marketplace_chat.webhooks.admin import (
     WebhookAdmin,

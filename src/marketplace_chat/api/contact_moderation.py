@@ -11,8 +11,8 @@ from marketplace_chat.api import schemas
 from marketplace_chat.api.admin import ADMIN_ERRORS, operator_only
 from marketplace_chat.api.inputs import json_object, query_args
 from marketplace_chat.errors import ValidationFailed
-from marketplace_chat.models import parse
 from marketplace_chat.moderation import AttemptsQuery, MessageRef, ModerationAdmin, PolicyChange
+from marketplace_chat.payloads import parse
 
 Category = Literal["phone", "email", "link", "messenger"]
 PolicyName = Literal["mask", "block", "flag", "off"]

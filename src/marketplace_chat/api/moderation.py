@@ -9,7 +9,7 @@ from marketplace_chat import wire
 from marketplace_chat.api import schemas
 from marketplace_chat.api.admin import ADMIN_ERRORS, operator_only
 from marketplace_chat.api.inputs import json_object, query_args
-from marketplace_chat.models import parse
+from marketplace_chat.payloads import parse
 from marketplace_chat.reports import ReportRef, ReportResolve, Reports, ReportsQuery
 
 ReportIdPath = Annotated[str, Path(alias="id", description="the report id (UUID)")]

@@ -16,7 +16,7 @@ from marketplace_chat.api.inputs import json_object, query_args
 from marketplace_chat.auth.base import Verifier
 from marketplace_chat.blocking import Blocking
 from marketplace_chat.errors import AuthError, ErrorCode, ValidationFailed
-from marketplace_chat.models import (
+from marketplace_chat.payloads import (
     ChatCreate,
     ChatRef,
     ChatsQuery,

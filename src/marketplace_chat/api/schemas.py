@@ -14,7 +14,7 @@ from pydantic.alias_generators import to_camel
 
 from marketplace_chat import wire
 from marketplace_chat.errors import ErrorCode
-from marketplace_chat.models import Payload
+from marketplace_chat.payloads import Payload
 
 # The objects are the ones the socket sends (`wire.py`, held to every `to_wire()` by its tests).
 Message = wire.Message

@@ -14,7 +14,7 @@ import jwt
 import structlog
 
 from marketplace_chat.errors import AuthError, ErrorCode, token_expired
-from marketplace_chat.models import MAX_TOKEN_LENGTH, positive_id
+from marketplace_chat.payloads import MAX_TOKEN_LENGTH, positive_id
 
 log = structlog.get_logger(__name__)
 

@@ -27,7 +27,8 @@ from marketplace_chat.gateway.server import ACK_REQUESTED, NAMESPACE, ChatSocket
 from marketplace_chat.gateway.sessions import Sessions, SocketSession, token_from_handshake
 from marketplace_chat.gateway.transport import release_handshake
 from marketplace_chat.metrics import Metrics
-from marketplace_chat.models import (
+from marketplace_chat.models import iso
+from marketplace_chat.payloads import (
     ChatCreate,
     ChatRef,
     ChatsQuery,
@@ -42,7 +43,6 @@ from marketplace_chat.models import (
     TokenRefresh,
     UserRef,
     UsersOnlineQuery,
-    iso,
     parse,
 )
 from marketplace_chat.reports import Reports

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from marketplace_chat.batching import Coalescer
-from marketplace_chat.errors import Unavailable
 from marketplace_chat.models import BlockChange, Participants
 from marketplace_chat.storage.base import EventPolicy
 from marketplace_chat.storage.outbox_sql import ISO
-from marketplace_chat.storage.pool import pooled, unreachable
+from marketplace_chat.storage.store import PooledStore
 
 # One key per unordered pair: a collision only makes two unrelated pairs wait for each other.
 PAIR_LOCK = """
@@ -95,13 +92,6 @@ SELECT p.lookup, p.other
 HIDDEN_BATCH = 64
 
 
-def unavailable(exc: BaseException) -> Unavailable:
-    """A driver failure as the client sees it: an outage, or a refusal of this one request."""
-    if unreachable(exc):
-        return Unavailable("The database is unavailable")
-    return Unavailable("The database refused the request")
-
-
 LANES = uuid.UUID("6f1d4b0e-1c7a-4f5e-9b2d-8a3c5e7f9b10")
 
 
@@ -111,21 +101,17 @@ def pair_lane(a: int, b: int) -> uuid.UUID:
     return uuid.uuid5(LANES, f"{low}:{high}")
 
 
-class PostgresBlocks:
+class PostgresBlocks(PooledStore):
     def __init__(
         self, pool: asyncpg.Pool, timeout_s: float, events: EventPolicy | None = None
     ) -> None:
-        self._pool = pool
-        self._timeout = timeout_s
+        super().__init__(pool, timeout_s)
         self.events = events or EventPolicy()
         # A reconnect storm sends a `users:online` a socket: the lookups in flight share one
         # statement instead of a round trip each.
         self._hidden: Coalescer[tuple[int, Sequence[int]], set[int]] = Coalescer(
             self._hidden_of, HIDDEN_BATCH
         )
-
-    def _conn(self) -> AbstractAsyncContextManager[PoolConnectionProxy[asyncpg.Record]]:
-        return pooled(self._pool, self._timeout, unavailable)
 
     async def block(self, blocker_id: int, blocked_id: int, now: datetime) -> BlockChange:
         return await self._change(BLOCK, blocker_id, blocked_id, now)

@@ -4,16 +4,11 @@ message's original text with its earlier versions."""
 from __future__ import annotations
 
 import json
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
-import asyncpg
-from asyncpg.pool import PoolConnectionProxy
-
-from marketplace_chat.errors import Unavailable
 from marketplace_chat.moderation import ContactAttempt, ModeratedMessage, Revision
-from marketplace_chat.storage.pool import pooled, unreachable
 from marketplace_chat.storage.rows import MESSAGE_COLUMNS, message_from_row
+from marketplace_chat.storage.store import PooledStore
 
 # The message, its original (the text as sent: before masking, before any edit it had) and its
 # earlier texts, oldest first, in one round trip.
@@ -37,20 +32,7 @@ SELECT {ATTEMPT_COLUMNS} FROM chat.contact_attempts
 """
 
 
-def _failed(exc: BaseException) -> Unavailable:
-    if unreachable(exc):
-        return Unavailable("The database is unavailable")
-    return Unavailable("The database refused the request")
-
-
-class ModerationStore:
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
-        self._pool = pool
-        self._timeout = timeout_s
-
-    def _conn(self) -> AbstractAsyncContextManager[PoolConnectionProxy[asyncpg.Record]]:
-        return pooled(self._pool, self._timeout, _failed)
-
+class ModerationStore(PooledStore):
     async def contact_policy(self, chat_id: str) -> str | None:
         """The chat's own policy; None when it has none (or there is no such chat)."""
         async with self._conn() as conn:

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from marketplace_chat.batching import Coalescer
-from marketplace_chat.errors import Blocked, NotFound, Unavailable, ValidationFailed
+from marketplace_chat.errors import Blocked, NotFound, Unavailable
 from marketplace_chat.models import (
     Chat,
     Message,
@@ -35,245 +31,36 @@ from marketplace_chat.storage.base import (
     Revision,
 )
 from marketplace_chat.storage.blocks import PAIR_BLOCKED, PAIR_LOCK
+from marketplace_chat.storage.chats_sql import (
+    CHAT_CREATED_EVENT,
+    GET_CHAT,
+    LIST_CHATS_AFTER,
+    LIST_CHATS_FIRST,
+    RESPONSE_STATS,
+    SET_CONTEXT,
+    chat_from_row,
+)
+from marketplace_chat.storage.cursor import decode_cursor, encode_cursor
 from marketplace_chat.storage.group_commit import BLOCKED, WRITER_SETTINGS, WRITERS, GroupCommitter
-from marketplace_chat.storage.outbox_sql import ISO, OUTBOX_CTES
-from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool, pooled, unreachable
+from marketplace_chat.storage.messages_sql import (
+    DROP_REMINDERS,
+    HISTORY_AFTER,
+    HISTORY_BEFORE,
+    HISTORY_LATEST,
+    SEND,
+    SYNC,
+)
+from marketplace_chat.storage.pool import DRIVER_ERRORS, create_pool
 from marketplace_chat.storage.pool import configure_connection as configure_connection
-from marketplace_chat.storage.rows import INSERT_COLUMNS, MESSAGE_COLUMNS, REFUSED_COLUMNS
+from marketplace_chat.storage.rows import MESSAGE_COLUMNS
 from marketplace_chat.storage.rows import message_from_row as _message
+from marketplace_chat.storage.store import PooledStore, unavailable
 
 # Participants never change, so a bounded in-process map spares a query on every event.
 PARTICIPANTS_CACHE_SIZE = 100_000
 
 
-# A chat as one viewer ($2) sees it. The unread count reads only the (chat_id, seq) index, less
-# the deleted messages among them, counted from the partial index of deleted messages (for most
-# chats one probe that finds nothing).
-CHAT_SELECT = """
-SELECT c.id, c.buyer_id, c.seller_id, c.created_at, c.updated_at, c.last_seq, c.rev, c.blocked,
-       ctx.product_id AS ctx_product_id,
-       m.id AS m_id, m.seq AS m_seq, m.sender_id AS m_sender_id, m.text AS m_text,
-       m.product_id AS m_product_id, m.client_message_id AS m_client_message_id,
-       m.created_at AS m_created_at, m.rev AS m_rev, m.edited_at AS m_edited_at,
-       m.deleted_at AS m_deleted_at, m.moderation_action AS m_moderation_action,
-       m.moderation_categories AS m_moderation_categories,
-       (SELECT count(*) FROM chat.messages u
-         WHERE u.chat_id = c.id AND u.seq > COALESCE(r.seq, 0) AND u.sender_id <> $2)
-     - (SELECT count(*) FROM chat.messages d
-         WHERE d.chat_id = c.id AND d.deleted_at IS NOT NULL
-           AND d.seq > COALESCE(r.seq, 0) AND d.sender_id <> $2) AS unread
-"""
-CHAT_JOINS = """
-LEFT JOIN chat.chat_context ctx ON ctx.chat_id = c.id
-LEFT JOIN chat.messages m ON m.chat_id = c.id AND m.seq = c.last_seq
-LEFT JOIN chat.read_pointers r ON r.chat_id = c.id AND r.user_id = $2
-"""
-
-GET_CHAT = f"{CHAT_SELECT} FROM chat.chats c {CHAT_JOINS} WHERE c.id = $1"
-
-# $1 user, $2 page size + 1, optional $3/$4 the cursor's (updated_at, id).
-LIST_CHATS = (
-    """
-WITH mine AS (
-  (SELECT id, updated_at FROM chat.chats WHERE buyer_id = $1 {cond}
-    ORDER BY updated_at DESC, id DESC LIMIT $3)
-  UNION ALL
-  (SELECT id, updated_at FROM chat.chats WHERE seller_id = $1 {cond}
-    ORDER BY updated_at DESC, id DESC LIMIT $3)
-), page AS (SELECT id FROM mine ORDER BY updated_at DESC, id DESC LIMIT $3)
-"""
-    + f"""{CHAT_SELECT} FROM page JOIN chat.chats c ON c.id = page.id {CHAT_JOINS}
-ORDER BY c.updated_at DESC, c.id DESC"""
-)
-LIST_CHATS_FIRST = LIST_CHATS.format(cond="")
-LIST_CHATS_AFTER = LIST_CHATS.format(cond="AND (updated_at, id) < ($4, $5)")
-
-# One statement, run in a transaction: a repeated client id returns the first message without
-# bumping seq; otherwise seq is bumped (locking the chat row) and the row inserted. When two
-# sends with the same client id race, the unique constraint makes the loser's insert a no-op and
-# the statement returns nothing: the caller rolls back (undoing the bump) and reads the winner.
-SEND = f"""
-WITH existing AS (
-  SELECT {MESSAGE_COLUMNS} FROM chat.messages
-   WHERE $6::text IS NOT NULL AND chat_id = $2 AND client_message_id = $6
-     AND sender_id + 0 = $3  -- the client id's key, never the sender's seq index (see 0005)
-), bump AS (
-  UPDATE chat.chats SET last_seq = last_seq + 1, rev = rev + 1,
-         updated_at = GREATEST(updated_at, $7)
-   WHERE id = $2 AND NOT blocked AND NOT EXISTS (SELECT 1 FROM existing)
-  RETURNING last_seq, rev, buyer_id, seller_id
-), ins AS (
-  INSERT INTO chat.messages ({INSERT_COLUMNS})
-  SELECT $1, $2, bump.last_seq, $3, $4, $5, $6, $7, bump.rev, $10, $11::text[], $12 FROM bump
-  ON CONFLICT (chat_id, sender_id, client_message_id) DO NOTHING
-  RETURNING {MESSAGE_COLUMNS}
-), ctx AS (
-  INSERT INTO chat.chat_context (chat_id, product_id, updated_at)
-  SELECT $2, $5, $7 FROM ins WHERE $5::bigint IS NOT NULL
-  ON CONFLICT (chat_id) DO UPDATE
-    SET product_id = EXCLUDED.product_id, updated_at = EXCLUDED.updated_at
-), created AS (
-  SELECT ins.*, 1 AS ord, bump.buyer_id, bump.seller_id,
-         COALESCE($5::bigint, prior.product_id) AS chat_product_id
-    FROM ins CROSS JOIN bump
-    LEFT JOIN chat.chat_context prior ON prior.chat_id = $2
-   WHERE $8::boolean
-){OUTBOX_CTES}
-SELECT {MESSAGE_COLUMNS}, true AS created, false AS blocked FROM ins
-UNION ALL
-SELECT {MESSAGE_COLUMNS}, false AS created, false AS blocked FROM existing
-UNION ALL
-SELECT {REFUSED_COLUMNS}, false AS created, true AS blocked
-  FROM (SELECT $1::uuid AS id, $2::uuid AS chat_id, $3::bigint AS sender_id,
-               $6::text AS client_message_id, $7::timestamptz AS created_at) i
-  JOIN chat.chats c ON c.id = i.chat_id
- WHERE c.blocked AND NOT EXISTS (SELECT 1 FROM existing)
-"""
-
-HISTORY_LATEST = (
-    f"SELECT {MESSAGE_COLUMNS} FROM chat.messages WHERE chat_id = $1 ORDER BY seq DESC LIMIT $2"
-)
-# One round trip with the anchor: no row at all means the anchor is not a message of the chat;
-# a row of NULLs, that the anchor exists and the page is empty.
-HISTORY_AROUND = """
-SELECT m.* FROM (SELECT seq FROM chat.messages WHERE id = $2 AND chat_id = $1) a
-LEFT JOIN LATERAL (
-  SELECT {columns} FROM chat.messages
-   WHERE chat_id = $1 AND seq {op} a.seq ORDER BY seq {order} LIMIT $3
-) m ON true
-"""
-HISTORY_BEFORE = HISTORY_AROUND.format(columns=MESSAGE_COLUMNS, op="<", order="DESC")
-HISTORY_AFTER = HISTORY_AROUND.format(columns=MESSAGE_COLUMNS, op=">", order="")
-
-SET_CONTEXT = """
-WITH ctx AS (
-  INSERT INTO chat.chat_context (chat_id, product_id, updated_at) VALUES ($1, $2, $3)
-  ON CONFLICT (chat_id) DO UPDATE
-    SET product_id = EXCLUDED.product_id, updated_at = EXCLUDED.updated_at
-)
-UPDATE chat.chats SET updated_at = $3 WHERE id = $1
-"""
-
-# $1 user, $2/$3/$5 the listed chats with their seq and (NULL for the plain form) rev, $4 the page
-# size + 1. The new messages of each chat, then (`changed`) for the chats listed with a rev the
-# messages up to their seq edited or deleted after it, oldest change first, from the index of
-# changed messages; one statement, so both parts and the chat's rev are of one moment.
-SYNC = f"""
-WITH mine AS (
-  SELECT c.id, c.last_seq, c.rev, COALESCE(s.seq, r.seq, 0) AS from_seq,
-         s.seq IS NOT NULL AS listed, s.rev AS since_rev
-    FROM chat.chats c
-    LEFT JOIN unnest($2::uuid[], $3::bigint[], $5::bigint[]) AS s(chat_id, seq, rev)
-      ON s.chat_id = c.id
-    LEFT JOIN chat.read_pointers r ON r.chat_id = c.id AND r.user_id = $1
-   WHERE c.buyer_id = $1 OR c.seller_id = $1
-)
-SELECT mine.id AS sync_chat_id, mine.rev AS chat_rev, mine.since_rev, false AS changed,
-       m.seq AS ord, m.*
-  FROM mine
-  LEFT JOIN LATERAL (
-    SELECT {MESSAGE_COLUMNS} FROM chat.messages
-     WHERE chat_id = mine.id AND seq > mine.from_seq ORDER BY seq LIMIT $4
-  ) m ON true
- WHERE mine.listed OR mine.last_seq > mine.from_seq
-UNION ALL
-SELECT mine.id, mine.rev, mine.since_rev, true, m.rev, m.*
-  FROM mine
-  JOIN LATERAL (
-    SELECT {MESSAGE_COLUMNS} FROM chat.messages
-     WHERE chat_id = mine.id AND rev > mine.since_rev AND seq <= mine.from_seq
-       AND (edited_at IS NOT NULL OR deleted_at IS NOT NULL)
-     ORDER BY rev LIMIT $4
-  ) m ON true
- WHERE mine.since_rev IS NOT NULL
- ORDER BY 1, 4, 5
-"""
-
-
-# A new chat's event, written in the transaction that creates the chat.
-CHAT_CREATED_EVENT = f"""
-INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)
-SELECT gen_random_uuid(), 'chat.created', c.id, c.id,
-       jsonb_build_object('chat', jsonb_build_object(
-         'id', c.id, 'buyerId', c.buyer_id, 'sellerId', c.seller_id,
-         'productId', ctx.product_id, 'createdAt', {ISO.format("c.created_at")})),
-       c.created_at, c.created_at
-  FROM chat.chats c LEFT JOIN chat.chat_context ctx ON ctx.chat_id = c.id
- WHERE c.id = $1
-"""
-
-# A recipient who read up to a message needs no reminder of it: the pending one is dropped, so
-# that the next message schedules a fresh one.
-DROP_REMINDERS = """
-UPDATE chat.outbox SET status = 'cancelled', finished_at = $4, lease_token = NULL
- WHERE type = 'message.unread' AND status = 'pending'
-   AND chat_id = $1 AND recipient_id = $2 AND message_seq <= $3
-"""
-
-
-# A seller's chats active since $2 (updated_at is at least the time of every message, so the
-# seller's activity index bounds the scan), each with its first message if the buyer sent it
-# inside the window (an exact lookup of seq 1), and the seller's first message after it: two
-# probes of the (chat, sender, seq) index per chat, answered from the index alone.
-RESPONSE_STATS = """
-WITH starts AS (
-  SELECT c.id, c.seller_id, f.created_at AS asked_at
-    FROM chat.chats c
-    JOIN chat.messages f ON f.chat_id = c.id AND f.sender_id = c.buyer_id AND f.seq = 1
-   WHERE c.seller_id = $1 AND c.updated_at >= $2 AND f.created_at >= $2
-), replies AS (
-  SELECT extract(epoch FROM r.created_at - s.asked_at)::float8 AS wait_s
-    FROM starts s
-    LEFT JOIN LATERAL (
-      SELECT m.created_at FROM chat.messages m
-       WHERE m.chat_id = s.id AND m.sender_id = s.seller_id ORDER BY m.seq LIMIT 1
-    ) r ON true
-)
-SELECT count(*) AS chats, count(wait_s) AS answered,
-       count(*) FILTER (WHERE wait_s <= 86400) AS within_24h,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY wait_s) AS median,
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY wait_s) AS p90
-  FROM replies
-"""
-
-
-def _chat(row: asyncpg.Record) -> Chat:
-    return Chat(
-        id=str(row["id"]),
-        buyer_id=row["buyer_id"],
-        seller_id=row["seller_id"],
-        product_id=row["ctx_product_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        last_message=_message(row, "m_") if row["m_id"] is not None else None,
-        unread_count=row["unread"],
-        last_seq=row["last_seq"],
-        rev=row["rev"],
-        blocked=row["blocked"],
-    )
-
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-MICROSECOND = timedelta(microseconds=1)
-
-
-def encode_cursor(updated_at: datetime, chat_id: str) -> str:
-    # Integer arithmetic: a float timestamp can lose the last microsecond, and the cursor would
-    # then skip the chats that share the page's last updated_at.
-    micros = (updated_at - EPOCH) // MICROSECOND
-    return base64.urlsafe_b64encode(f"{micros}:{chat_id}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        micros, chat_id = raw.split(":", 1)
-        return EPOCH + int(micros) * MICROSECOND, uuid.UUID(chat_id)
-    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
-        raise ValidationFailed("before: not a cursor this service issued") from None
-
-
-class PostgresStorage:
+class PostgresStorage(PooledStore):
     def __init__(
         self,
         pool: asyncpg.Pool,
@@ -285,9 +72,8 @@ class PostgresStorage:
     ) -> None:
         """`writers`: the group commit's own connections (see `group_commit.WRITER_SETTINGS`);
         without them it writes through `pool`."""
-        self._pool = pool
+        super().__init__(pool, timeout_s)
         self._writers = writers
-        self._timeout = timeout_s
         self.events = events or EventPolicy()
         self._committer = (
             GroupCommitter(
@@ -337,10 +123,6 @@ class PostgresStorage:
     def pool(self) -> asyncpg.Pool:
         """The pool, shared with the outbox's dispatcher."""
         return self._pool
-
-    def _conn(self) -> AbstractAsyncContextManager[PoolConnectionProxy[asyncpg.Record]]:
-        """A pooled connection; every driver or network failure leaves as `Unavailable`."""
-        return pooled(self._pool, self._timeout, _unavailable)
 
     async def participants(self, chat_id: str) -> Participants | None:
         cached = self._participants.get(chat_id)
@@ -392,14 +174,14 @@ class PostgresStorage:
                 await conn.execute(CHAT_CREATED_EVENT, chat_id)
             row = await conn.fetchrow(GET_CHAT, chat_id, viewer)
         assert row is not None
-        chat = _chat(row)
+        chat = chat_from_row(row)
         self._remember(chat.participants)
         return chat, created
 
     async def get_chat(self, chat_id: str, viewer: int) -> Chat | None:
         async with self._conn() as conn:
             row = await conn.fetchrow(GET_CHAT, chat_id, viewer)
-        return _chat(row) if row is not None else None
+        return chat_from_row(row) if row is not None else None
 
     async def add_message(self, message: NewMessage) -> SendResult:
         if self._committer is None:
@@ -408,7 +190,7 @@ class PostgresStorage:
             try:
                 result = await self._committer.add(message)
             except DRIVER_ERRORS as exc:
-                raise _unavailable(exc) from None
+                raise unavailable(exc) from None
         if result is None:
             raise NotFound("chatId: no such chat")
         return result
@@ -455,7 +237,7 @@ class PostgresStorage:
             else:
                 at, after_id = decode_cursor(before)
                 rows = await conn.fetch(LIST_CHATS_AFTER, user_id, user_id, limit + 1, at, after_id)
-        chats = [_chat(row) for row in rows[:limit]]
+        chats = [chat_from_row(row) for row in rows[:limit]]
         next_cursor = None
         if len(rows) > limit:
             last = chats[-1]
@@ -618,14 +400,6 @@ class PostgresStorage:
         if self._writers is not None:
             self._writers.terminate()
         self._pool.terminate()
-
-
-def _unavailable(exc: BaseException) -> Unavailable:
-    """The client-facing error of a driver failure: an outage, or a refusal of this one request
-    (a row that slipped past validation), which must not read as an outage in the logs."""
-    if unreachable(exc):
-        return Unavailable("The database is unavailable")
-    return Unavailable("The database refused the request")
 
 
 class _LostRaceError(Exception):

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
 from marketplace_chat.errors import NotFound
 from marketplace_chat.models import Report, ReportReceipt
 from marketplace_chat.storage.base import EventPolicy, NewReport, ReportPage
-from marketplace_chat.storage.blocks import unavailable
+from marketplace_chat.storage.cursor import decode_cursor, encode_cursor
 from marketplace_chat.storage.outbox_sql import ISO
-from marketplace_chat.storage.pool import pooled
-from marketplace_chat.storage.postgres import decode_cursor, encode_cursor
+from marketplace_chat.storage.store import PooledStore
 
 # The evidence: the reported message and this many before it, or the chat's latest this many.
 SNAPSHOT_BEFORE = 50
@@ -119,16 +116,12 @@ def _report(row: asyncpg.Record, *, snapshot: bool = False) -> Report:
     )
 
 
-class PostgresReports:
+class PostgresReports(PooledStore):
     def __init__(
         self, pool: asyncpg.Pool, timeout_s: float, events: EventPolicy | None = None
     ) -> None:
-        self._pool = pool
-        self._timeout = timeout_s
+        super().__init__(pool, timeout_s)
         self.events = events or EventPolicy()
-
-    def _conn(self) -> AbstractAsyncContextManager[PoolConnectionProxy[asyncpg.Record]]:
-        return pooled(self._pool, self._timeout, unavailable)
 
     async def create_report(self, report: NewReport) -> tuple[ReportReceipt, bool]:
         ids = (report.reporter_id, report.chat_id, report.message_id)

@@ -16,7 +16,8 @@ from pydantic import Field
 
 from marketplace_chat.clock import Clock
 from marketplace_chat.errors import Forbidden, NotFound, ValidationFailed
-from marketplace_chat.models import Payload, Text, Uuid, iso
+from marketplace_chat.models import iso
+from marketplace_chat.payloads import Payload, Text, Uuid
 from marketplace_chat.storage.outbox import EventRow, OutboxStore, Status
 
 

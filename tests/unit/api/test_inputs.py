@@ -8,7 +8,7 @@ from starlette.types import Message
 
 from marketplace_chat.api.inputs import MAX_JSON_DEPTH, json_object, query_args
 from marketplace_chat.errors import ValidationFailed
-from marketplace_chat.models import ChatsQuery, parse
+from marketplace_chat.payloads import ChatsQuery, parse
 
 
 def _request(query: bytes = b"", body: bytes = b"") -> Request:

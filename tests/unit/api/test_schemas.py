@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from marketplace_chat.api import schemas
-from marketplace_chat.models import Chat, Message, MessageSend, ReadReceipt
+from marketplace_chat.models import Chat, Message, ReadReceipt
+from marketplace_chat.payloads import MessageSend
 
 NOW = datetime(2026, 11, 26, 1, 10, 32, 123000, tzinfo=UTC)
 MESSAGE = Message("m-1", "c-1", 1, 7, "hi", None, "client-1", NOW)

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from marketplace_chat.auth.local import LocalVerifier
 from marketplace_chat.errors import AuthError, ErrorCode
-from marketplace_chat.models import MAX_TOKEN_LENGTH
+from marketplace_chat.payloads import MAX_TOKEN_LENGTH
 
 from ..fakes import FakeClock, new_user_id
 

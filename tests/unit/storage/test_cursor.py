@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from marketplace_chat.errors import ValidationFailed
-from marketplace_chat.storage.postgres import decode_cursor, encode_cursor
+from marketplace_chat.storage.cursor import decode_cursor, encode_cursor
 
 CHAT_ID = "3f2b8c1e-9a4d-4c6b-8e2f-1a2b3c4d5e6f"
 

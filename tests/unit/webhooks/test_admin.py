@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from marketplace_chat.errors import Forbidden, ValidationFailed
-from marketplace_chat.models import parse
+from marketplace_chat.payloads import parse
 from marketplace_chat.webhooks.admin import WebhooksQuery, admitted
 
 
