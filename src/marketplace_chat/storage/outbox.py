@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 
-from marketplace_chat.errors import Unavailable
 from marketplace_chat.models import Message
-from marketplace_chat.storage.pool import pooled
 from marketplace_chat.storage.rows import MESSAGE_COLUMNS, message_from_row
+from marketplace_chat.storage.store import PooledStore
 
 PRUNE_BATCH = 1000  # rows per pruning statement: bounds how long one prune holds its locks
 CLAIM_SCAN = 5000  # due events one claim looks at, at most
@@ -125,7 +122,7 @@ UPDATE chat.outbox o
  WHERE o.id = s.id AND o.lease_token = s.token
 """
 
-# Deleted messages are not unread (see postgres.CHAT_SELECT).
+# Deleted messages are not unread (see chats_sql.CHAT_SELECT).
 REMINDER_STATE = f"""
 SELECT COALESCE(r.seq, 0) AS read_seq,
        (SELECT count(*) FROM chat.messages u
@@ -175,18 +172,7 @@ class OutboxStats:
     failed: int
 
 
-def _unavailable(exc: BaseException) -> Unavailable:
-    return Unavailable(f"The database is unavailable: {type(exc).__name__}")
-
-
-class OutboxStore:
-    def __init__(self, pool: asyncpg.Pool, timeout_s: float) -> None:
-        self._pool = pool
-        self._timeout = timeout_s
-
-    def _conn(self) -> AbstractAsyncContextManager[PoolConnectionProxy[asyncpg.Record]]:
-        return pooled(self._pool, self._timeout, _unavailable)
-
+class OutboxStore(PooledStore):
     async def claim(self, now: datetime, limit: int, lease_until: datetime) -> list[OutboxEvent]:
         """Lease up to `limit` due events, at most one per lane, none in flight elsewhere."""
         token = str(uuid.uuid4())
