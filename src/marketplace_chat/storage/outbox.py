@@ -2,8 +2,11 @@
 
 Claims are leases: a claimed event carries a fresh `lease_token` and a `lease_until`; only the
 holder of the token can settle it, and once the lease has run out (an instance that died
-mid-delivery) any dispatcher may claim it again. Within a lane (a chat) only the earliest
-pending event is ever claimable, so a chat's events go out in commit order, one at a time.
+mid-delivery) any dispatcher may claim it again. Within a lane (a chat) a claim takes a run of
+pending events from the lane's earliest one on, in commit order, and only while none of them is
+leased elsewhere or waiting for its retry: the holder posts them one after another, so a chat's
+events go out in commit order, one at a time, and a lane with a backlog costs one claim for a
+run instead of one claim per event.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from marketplace_chat.storage.rows import MESSAGE_COLUMNS, message_from_row
 from marketplace_chat.storage.store import PooledStore
 
 PRUNE_BATCH = 1000  # rows per pruning statement: bounds how long one prune holds its locks
-CLAIM_SCAN = 5000  # due events one claim looks at, at most
+CLAIM_SCAN = 2000  # due events one claim looks at, at most
 
 
 class Status(StrEnum):
@@ -36,6 +39,7 @@ class OutboxEvent:
     pos: int
     id: str
     type: str
+    lane: str | None  # the events of one lane go out in pos order; None: in no order
     chat_id: str | None
     recipient_id: int | None
     sender_id: int | None
@@ -73,6 +77,7 @@ class Outcome:
     retry_at: datetime | None = None
     data: str | None = None  # a reminder's data, kept from its first attempt on
     cancelled: bool = False
+    released: bool = False  # not attempted (an earlier event of its run failed): pending as it was
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,41 +89,70 @@ class ReminderState:
 
 # The due events are looked at in due order, at most $5 of them (a backlog behind a receiver
 # that is down costs each claim that much and no more), read in the order of the due index so
-# that the scan stops at the limit (ordering by anything more sorted the whole backlog: 17 ms a
-# claim on 20,000 pending events, against 0.2 to 1.3 ms); of those, the ones not held back by an
-# earlier pending event of their lane are leased. The outer conditions on `o` are checked again
-# on the row's newest version once it is locked, so a row another dispatcher leased meanwhile
-# is skipped, never claimed twice.
+# that the scan stops at the limit (ordering by anything more sorted the whole backlog). What
+# they name are units: a lane, or an event in no lane; the $2 earliest units are taken. A lane
+# yields the run of its pending events from its earliest one on, at most $6, up to the first
+# that is leased elsewhere or not due (so a lane whose earliest event is in flight or waiting
+# for its retry yields nothing). The rows are locked skipping those locked by a concurrent
+# claim, whose conditions are checked again on each row's newest version; and a row is leased
+# only if every earlier pending event of its lane is leased with it, so two claims racing for
+# one lane never split its run between them.
 CLAIM = """
-WITH due AS (
-  SELECT o.pos
-    FROM (SELECT pos, lane FROM chat.outbox
-           WHERE status = 'pending' AND next_attempt_at <= $1
-             AND (lease_until IS NULL OR lease_until <= $1)
-           ORDER BY next_attempt_at
-           LIMIT $5) c
-    JOIN chat.outbox o ON o.pos = c.pos
-   WHERE o.status = 'pending' AND (o.lease_until IS NULL OR o.lease_until <= $1)
-     AND (c.lane IS NULL OR NOT EXISTS (
-           SELECT 1 FROM chat.outbox e
-            WHERE e.lane = c.lane AND e.status = 'pending' AND e.pos < c.pos))
-   LIMIT $2
+WITH look AS (
+  SELECT pos, lane, lease_until, next_attempt_at FROM chat.outbox
+   WHERE status = 'pending' AND next_attempt_at <= $1
+   ORDER BY next_attempt_at
+   LIMIT $5
+), units AS (
+  SELECT lane, NULL::bigint AS pos, min(next_attempt_at) AS due
+    FROM look WHERE lane IS NOT NULL GROUP BY lane
+  UNION ALL
+  SELECT NULL, pos, next_attempt_at
+    FROM look WHERE lane IS NULL AND (lease_until IS NULL OR lease_until <= $1)
+  ORDER BY due
+  LIMIT $2
+), candidates AS (
+  SELECT pos FROM units WHERE lane IS NULL
+  UNION ALL
+  SELECT run.pos
+    FROM units u
+    CROSS JOIN LATERAL (
+      SELECT e.pos, bool_and(e.next_attempt_at <= $1
+                             AND (e.lease_until IS NULL OR e.lease_until <= $1))
+                      OVER (ORDER BY e.pos) AS open
+        FROM (SELECT pos, next_attempt_at, lease_until FROM chat.outbox
+               WHERE lane = u.lane AND status = 'pending'
+               ORDER BY pos LIMIT $6) e
+    ) run
+   WHERE u.lane IS NOT NULL AND run.open
+), locked AS (
+  SELECT o.pos, o.lane FROM chat.outbox o
+   WHERE o.pos IN (SELECT pos FROM candidates)
+     AND o.status = 'pending' AND (o.lease_until IS NULL OR o.lease_until <= $1)
    FOR UPDATE OF o SKIP LOCKED
+), claimed AS (
+  SELECT l.pos FROM locked l
+   WHERE l.lane IS NULL OR NOT EXISTS (
+     SELECT 1 FROM chat.outbox e
+      WHERE e.lane = l.lane AND e.status = 'pending' AND e.pos < l.pos
+        AND e.pos NOT IN (SELECT pos FROM locked))
 )
 UPDATE chat.outbox o SET lease_token = $3, lease_until = $4
-  FROM due WHERE o.pos = due.pos
-RETURNING o.pos, o.id, o.type, o.chat_id, o.recipient_id, o.sender_id, o.message_seq,
+  FROM claimed WHERE o.pos = claimed.pos
+RETURNING o.pos, o.id, o.type, o.lane, o.chat_id, o.recipient_id, o.sender_id, o.message_seq,
           o.data::text AS data, o.created_at, o.attempts, o.lease_token
 """
 
 SETTLE = """
 UPDATE chat.outbox o
-   SET status = s.status, attempts = o.attempts + s.tried, last_error = s.error,
+   SET status = s.status, attempts = o.attempts + s.tried,
+       last_error = CASE WHEN s.released THEN o.last_error ELSE s.error END,
        next_attempt_at = COALESCE(s.retry_at, o.next_attempt_at),
        finished_at = CASE WHEN s.status = 'pending' THEN NULL ELSE $2::timestamptz END,
        data = COALESCE(s.data::jsonb, o.data), lease_token = NULL, lease_until = NULL
   FROM unnest($1::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], $7::text[],
-              $8::int[]) AS s(id, token, status, error, retry_at, data, tried)
+              $8::int[], $9::boolean[]) AS s(id, token, status, error, retry_at, data, tried,
+                                             released)
  WHERE o.id = s.id AND o.lease_token = s.token
 """
 
@@ -173,16 +207,21 @@ class OutboxStats:
 
 
 class OutboxStore(PooledStore):
-    async def claim(self, now: datetime, limit: int, lease_until: datetime) -> list[OutboxEvent]:
-        """Lease up to `limit` due events, at most one per lane, none in flight elsewhere."""
+    async def claim(
+        self, now: datetime, limit: int, lease_until: datetime, run: int = 1
+    ) -> list[OutboxEvent]:
+        """Lease the due events of up to `limit` lanes (a run of at most `run` events each, in
+        pos order) and events in no lane, none in flight elsewhere; returned in pos order."""
         token = str(uuid.uuid4())
         async with self._conn() as conn:
-            rows = await conn.fetch(CLAIM, now, limit, token, lease_until, CLAIM_SCAN)
+            rows = await conn.fetch(CLAIM, now, limit, token, lease_until, CLAIM_SCAN, run)
+        rows.sort(key=lambda r: r["pos"])
         return [
             OutboxEvent(
                 pos=r["pos"],
                 id=r["id"],
                 type=r["type"],
+                lane=r["lane"],
                 chat_id=r["chat_id"],
                 recipient_id=r["recipient_id"],
                 sender_id=r["sender_id"],
@@ -202,7 +241,9 @@ class OutboxStore(PooledStore):
             return
         statuses = []
         for o in outcomes:
-            if o.cancelled:
+            if o.released:
+                statuses.append(Status.PENDING.value)
+            elif o.cancelled:
                 statuses.append(Status.CANCELLED.value)
             elif o.delivered:
                 statuses.append(Status.DELIVERED.value)
@@ -220,7 +261,8 @@ class OutboxStore(PooledStore):
                 [o.error for o in outcomes],
                 [o.retry_at for o in outcomes],
                 [o.data for o in outcomes],
-                [0 if o.cancelled else 1 for o in outcomes],
+                [0 if o.cancelled or o.released else 1 for o in outcomes],
+                [o.released for o in outcomes],
             )
 
     async def reminder_state(self, chat_id: str, recipient_id: int) -> ReminderState | None:

@@ -8,20 +8,22 @@ import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import asyncpg
 import pytest
 
 from marketplace_chat.metrics import Metrics
 from marketplace_chat.storage.base import EventPolicy
-from marketplace_chat.storage.outbox import OutboxStore
+from marketplace_chat.storage.outbox import OutboxEvent, OutboxStore
 from marketplace_chat.storage.postgres import PostgresStorage
 from marketplace_chat.webhooks import signing
 from marketplace_chat.webhooks.dispatcher import (
     CLAIM_BATCH,
-    LEASE_MARGIN_S,
+    RUN,
     Dispatcher,
     DispatchPolicy,
+    lease_s,
 )
 
 from ..conftest import DB_TIMEOUT_S
@@ -190,7 +192,7 @@ async def test_a_dispatcher_that_died_loses_its_claims_when_the_lease_runs_out(
     await drain(other)
     assert healthy.of(chat.id) == []  # leased by the stuck one
     dying.cancel()  # the instance dies mid-delivery: nothing settles its claims
-    clock.advance(5.0 + LEASE_MARGIN_S + 0.001)
+    clock.advance(lease_s(5.0) + 0.001)
     await drain(other)
     assert [e["type"] for e in healthy.of(chat.id)] == ["chat.created"]
 
@@ -232,3 +234,35 @@ async def test_overlapping_claims_of_one_dispatcher_keep_each_chat_one_at_a_time
         events = receiver.of(chat.id)
         seqs = [e["data"]["message"]["seq"] for e in events[1:]]  # type: ignore[index]
         assert seqs == list(range(1, CLAIM_BATCH // 2 + 1))
+
+
+class CountingStore(OutboxStore):
+    claims = 0
+
+    async def claim(
+        self, now: datetime, limit: int, lease_until: datetime, run: int = 1
+    ) -> list[OutboxEvent]:
+        events = await super().claim(now, limit, lease_until, run)
+        self.claims += bool(events)
+        return events
+
+
+async def test_a_chat_s_backlog_goes_out_in_runs_of_several_events_per_claim(
+    storage: PostgresStorage, pool: asyncpg.Pool
+) -> None:
+    clock, receiver = FakeClock(), Receiver()
+    chat, buyer, _ = await new_chat(storage)
+    for i in range(3 * RUN):
+        await send(storage, chat.id, buyer, f"m{i}")
+    store = CountingStore(pool, DB_TIMEOUT_S)
+
+    async def offline(user_id: int) -> bool:
+        return False
+
+    one = Dispatcher(store, receiver, clock, DispatchPolicy(SECRET, 5.0, 15), Metrics(), offline)
+    await drain(one)
+    events = receiver.of(chat.id)
+    assert [e["type"] for e in events] == ["chat.created"] + ["message.created"] * (3 * RUN)
+    seqs = [e["data"]["message"]["seq"] for e in events[1:]]  # type: ignore[index]
+    assert seqs == list(range(1, 3 * RUN + 1))
+    assert store.claims == -(-(3 * RUN + 1) // RUN)  # a run per claim, not an event per claim

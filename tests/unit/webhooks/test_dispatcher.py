@@ -14,7 +14,13 @@ from marketplace_chat.metrics import Metrics
 from marketplace_chat.models import Message
 from marketplace_chat.storage.outbox import OutboxEvent, OutboxStats, Outcome, ReminderState
 from marketplace_chat.webhooks import signing
-from marketplace_chat.webhooks.dispatcher import CLAIM_BATCH, Dispatcher, DispatchPolicy
+from marketplace_chat.webhooks.dispatcher import (
+    CLAIM_BATCH,
+    RUN,
+    Dispatcher,
+    DispatchPolicy,
+    lease_s,
+)
 
 from ..fakes import FakeClock
 
@@ -27,7 +33,9 @@ class FakeQueue:
     state: ReminderState | None = None
     settled: list[Outcome] = field(default_factory=list)
 
-    async def claim(self, now: datetime, limit: int, lease_until: datetime) -> list[OutboxEvent]:
+    async def claim(
+        self, now: datetime, limit: int, lease_until: datetime, run: int = 1
+    ) -> list[OutboxEvent]:
         due, self.due = self.due[:limit], self.due[limit:]
         return due
 
@@ -59,6 +67,7 @@ def event(clock: FakeClock, **kw: object) -> OutboxEvent:
         "pos": 1,
         "id": "7c1c7f1e-6a4a-4c55-9a4b-7f6f1d1c0a01",
         "type": "message.created",
+        "lane": None,
         "chat_id": "c1",
         "recipient_id": None,
         "sender_id": None,
@@ -196,11 +205,11 @@ async def test_a_round_claims_until_nothing_is_due_unless_a_stop_is_asked_for() 
 
     class CountingQueue(FakeQueue):
         async def claim(
-            self, now: datetime, limit: int, lease_until: datetime
+            self, now: datetime, limit: int, lease_until: datetime, run: int = 1
         ) -> list[OutboxEvent]:
             nonlocal claims
             claims += 1
-            return await super().claim(now, limit, lease_until)
+            return await super().claim(now, limit, lease_until, run)
 
     counting = CountingQueue(list(many))
     stopped = Dispatcher(
@@ -216,3 +225,53 @@ async def test_a_round_claims_until_nothing_is_due_unless_a_stop_is_asked_for() 
     assert claims == 1
     assert len(sender.posts) - posts_before == CLAIM_BATCH
     assert len(counting.due) == 50  # left for the next instance, or this one after its restart
+
+
+@dataclass
+class ScriptedSender(FakeSender):
+    """Answers each event by its delivery id; may move the clock on while it answers."""
+
+    answers: dict[str, str | None] = field(default_factory=dict)
+    clock: FakeClock | None = None
+    takes_s: float = 0.0
+
+    async def post(self, body: bytes, headers: dict[str, str]) -> str | None:
+        self.posts.append((body, headers))
+        if self.clock is not None:
+            self.clock.advance(self.takes_s)
+        return self.answers.get(headers["X-Chat-Delivery"])
+
+
+def delivery_ids(sender: FakeSender) -> list[str]:
+    return [headers["X-Chat-Delivery"] for _, headers in sender.posts]
+
+
+async def test_a_lane_s_run_goes_out_in_order_and_stops_at_its_first_failure() -> None:
+    clock = FakeClock()
+    run = [event(clock, id=f"a{i}", pos=10 + i, lane="chat-a") for i in range(4)]
+    other = [event(clock, id=f"b{i}", pos=20 + i, lane="chat-b") for i in range(2)]
+    queue = FakeQueue([*reversed(run), *other])  # as a claim may return them: in any order
+    sender = ScriptedSender(answers={"a1": "HTTP 503"})
+    dispatcher, metrics = make(queue, sender, clock)
+    await dispatcher.deliver_due()
+    sent = delivery_ids(sender)
+    assert [i for i in sent if i.startswith("a")] == ["a0", "a1"]  # a2 and a3 wait for a1
+    assert [i for i in sent if i.startswith("b")] == ["b0", "b1"]
+    by_id = {o.event.id: o for o in queue.settled}
+    assert by_id["a0"].delivered
+    assert by_id["a1"].retry_at is not None
+    assert by_id["a2"].released
+    assert by_id["a3"].released
+    assert not by_id["a2"].delivered
+    assert (count(metrics, "delivered"), count(metrics, "retried")) == (3, 1)  # none released
+
+
+async def test_a_run_stops_once_another_attempt_would_outlast_the_lease() -> None:
+    clock = FakeClock()
+    run = [event(clock, id=f"a{i}", pos=i, lane="chat-a") for i in range(RUN)]
+    sender = ScriptedSender(clock=clock, takes_s=lease_s(5.0) / 2)  # slow, but in time
+    queue = FakeQueue(run)
+    dispatcher, _ = make(queue, sender, clock)
+    await dispatcher.deliver_due()
+    assert delivery_ids(sender) == ["a0", "a1"]
+    assert [o.released for o in queue.settled] == [False, False] + [True] * (RUN - 2)
