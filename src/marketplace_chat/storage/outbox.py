@@ -24,7 +24,7 @@ from marketplace_chat.storage.rows import MESSAGE_COLUMNS, message_from_row
 from marketplace_chat.storage.store import PooledStore
 
 PRUNE_BATCH = 1000  # rows per pruning statement: bounds how long one prune holds its locks
-CLAIM_SCAN = 2000  # due events one claim looks at, at most
+CLAIM_SCAN = 1000  # due events one claim looks at, at most
 
 
 class Status(StrEnum):
@@ -89,23 +89,37 @@ class ReminderState:
 
 # The due events are looked at in due order, at most $5 of them (a backlog behind a receiver
 # that is down costs each claim that much and no more), read in the order of the due index so
-# that the scan stops at the limit (ordering by anything more sorted the whole backlog). What
-# they name are units: a lane, or an event in no lane; the $2 earliest units are taken. A lane
-# yields the run of its pending events from its earliest one on, at most $6, up to the first
-# that is leased elsewhere or not due (so a lane whose earliest event is in flight or waiting
-# for its retry yields nothing). The rows are locked skipping those locked by a concurrent
-# claim, whose conditions are checked again on each row's newest version; and a row is leased
-# only if every earlier pending event of its lane is leased with it, so two claims racing for
-# one lane never split its run between them.
+# that the scan stops at the limit (ordering by anything more sorted the whole backlog). Each
+# lane among them yields the run of its pending events from its earliest one on, at most $6, up
+# to the first that is leased elsewhere or not due: a lane whose earliest event is in flight or
+# waits for its retry yields nothing, and so takes no place from the lanes that can go. Of the
+# lanes with a run and the events in no lane, the $2 that are due earliest are taken. The rows
+# are locked skipping those locked by a concurrent claim, whose conditions are checked again on
+# each row's newest version; and a row is leased only if every earlier pending event of its
+# lane is leased with it, so two claims racing for one lane never split its run between them.
 CLAIM = """
 WITH look AS (
   SELECT pos, lane, lease_until, next_attempt_at FROM chat.outbox
    WHERE status = 'pending' AND next_attempt_at <= $1
    ORDER BY next_attempt_at
    LIMIT $5
+), lanes AS (
+  SELECT lane FROM look WHERE lane IS NOT NULL
+   GROUP BY lane HAVING bool_or(lease_until IS NULL OR lease_until <= $1)
+), runs AS (
+  SELECT l.lane, run.pos, run.next_attempt_at
+    FROM lanes l
+    CROSS JOIN LATERAL (
+      SELECT e.pos, e.next_attempt_at,
+             bool_and(e.next_attempt_at <= $1 AND (e.lease_until IS NULL OR e.lease_until <= $1))
+               OVER (ORDER BY e.pos) AS open
+        FROM (SELECT pos, next_attempt_at, lease_until FROM chat.outbox
+               WHERE lane = l.lane AND status = 'pending'
+               ORDER BY pos LIMIT $6) e
+    ) run
+   WHERE run.open
 ), units AS (
-  SELECT lane, NULL::bigint AS pos, min(next_attempt_at) AS due
-    FROM look WHERE lane IS NOT NULL GROUP BY lane
+  SELECT lane, NULL::bigint AS pos, min(next_attempt_at) AS due FROM runs GROUP BY lane
   UNION ALL
   SELECT NULL, pos, next_attempt_at
     FROM look WHERE lane IS NULL AND (lease_until IS NULL OR lease_until <= $1)
@@ -114,17 +128,7 @@ WITH look AS (
 ), candidates AS (
   SELECT pos FROM units WHERE lane IS NULL
   UNION ALL
-  SELECT run.pos
-    FROM units u
-    CROSS JOIN LATERAL (
-      SELECT e.pos, bool_and(e.next_attempt_at <= $1
-                             AND (e.lease_until IS NULL OR e.lease_until <= $1))
-                      OVER (ORDER BY e.pos) AS open
-        FROM (SELECT pos, next_attempt_at, lease_until FROM chat.outbox
-               WHERE lane = u.lane AND status = 'pending'
-               ORDER BY pos LIMIT $6) e
-    ) run
-   WHERE u.lane IS NOT NULL AND run.open
+  SELECT r.pos FROM runs r JOIN units u ON u.lane = r.lane
 ), locked AS (
   SELECT o.pos, o.lane FROM chat.outbox o
    WHERE o.pos IN (SELECT pos FROM candidates)

@@ -8,14 +8,14 @@ import asyncio
 import json
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
 from marketplace_chat.metrics import Metrics
 from marketplace_chat.storage.base import EventPolicy
-from marketplace_chat.storage.outbox import OutboxEvent, OutboxStore
+from marketplace_chat.storage.outbox import OutboxEvent, OutboxStore, Outcome
 from marketplace_chat.storage.postgres import PostgresStorage
 from marketplace_chat.webhooks import signing
 from marketplace_chat.webhooks.dispatcher import (
@@ -266,3 +266,26 @@ async def test_a_chat_s_backlog_goes_out_in_runs_of_several_events_per_claim(
     seqs = [e["data"]["message"]["seq"] for e in events[1:]]  # type: ignore[index]
     assert seqs == list(range(1, 3 * RUN + 1))
     assert store.claims == -(-(3 * RUN + 1) // RUN)  # a run per claim, not an event per claim
+
+
+async def test_a_chat_held_back_by_a_retry_leaves_the_claim_to_chats_that_can_go(
+    storage: PostgresStorage, pool: asyncpg.Pool
+) -> None:
+    long_ago = datetime(2000, 1, 1, tzinfo=UTC)  # due before anything else in the database
+    held, buyer, _ = await new_chat(storage, when=long_ago)
+    for i in range(2):
+        await send(storage, held.id, buyer, f"m{i}", when=long_ago)
+    ready, _, _ = await new_chat(storage, when=long_ago + timedelta(seconds=1))
+    store, now = OutboxStore(pool, DB_TIMEOUT_S), datetime.now(UTC)
+    lease = now + timedelta(seconds=lease_s(5.0))
+    first = await store.claim(now, 1, lease, RUN)
+    assert [e.chat_id for e in first] == [held.id] * 3  # the held chat's whole run, in order
+    failed = Outcome(first[0], delivered=False, error="HTTP 503", retry_at=now + timedelta(hours=1))
+    await store.settle(
+        [failed, *(Outcome(e, delivered=False, released=True) for e in first[1:])], now
+    )
+    second = await store.claim(now, 1, lease, RUN)
+    assert [(e.chat_id, e.type) for e in second] == [(ready.id, "chat.created")]
+    rest = await store.claim(now, CLAIM_BATCH, lease, RUN)
+    # The held chat waits for its retry; only its reminder, which is in no order, may go.
+    assert [e.type for e in rest if e.chat_id == held.id] in ([], ["message.unread"])
