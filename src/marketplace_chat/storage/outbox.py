@@ -89,57 +89,69 @@ class ReminderState:
 
 # The due events are looked at in due order, at most $5 of them (a backlog behind a receiver
 # that is down costs each claim that much and no more), read in the order of the due index so
-# that the scan stops at the limit (ordering by anything more sorted the whole backlog). Each
-# lane among them yields the run of its pending events from its earliest one on, at most $6, up
-# to the first that is leased elsewhere or not due: a lane whose earliest event is in flight or
-# waits for its retry yields nothing, and so takes no place from the lanes that can go. Of the
-# lanes with a run and the events in no lane, the $2 that are due earliest are taken. The rows
+# that the scan stops at the limit (ordering by anything more sorted the whole backlog). Their
+# lanes are read earliest due first, each for the run of its pending events from its earliest
+# one on, at most $6, up to the first that is leased elsewhere or not due: a lane whose earliest
+# event is in flight or waits for its retry yields nothing, and so takes no place from the lanes
+# that can go; the reading stops once $2 lanes yielded a run. Of those and the events in no
+# lane, the $2 that are due earliest are taken. The rows
 # are locked skipping those locked by a concurrent claim, whose conditions are checked again on
-# each row's newest version; and a row is leased only if every earlier pending event of its
-# lane is leased with it, so two claims racing for one lane never split its run between them.
+# each row's newest version. A lane's run is leased only whole: it starts at the lane's earliest
+# pending event as the statement sees it, and a lane's events commit in pos order (they are
+# written under its chat's or pair's lock), so the run is the lane's next events unless a
+# concurrent claim took one of them; then none is taken, and two claims racing for one lane
+# never split its run between them.
 CLAIM = """
 WITH look AS (
   SELECT pos, lane, lease_until, next_attempt_at FROM chat.outbox
    WHERE status = 'pending' AND next_attempt_at <= $1
    ORDER BY next_attempt_at
    LIMIT $5
-), lanes AS (
-  SELECT lane FROM look WHERE lane IS NOT NULL
-   GROUP BY lane HAVING bool_or(lease_until IS NULL OR lease_until <= $1)
-), runs AS (
-  SELECT l.lane, run.pos, run.next_attempt_at
-    FROM lanes l
+), lane_runs AS (
+  SELECT l.lane, l.due, run.poss
+    FROM (SELECT lane, min(next_attempt_at) AS due FROM look WHERE lane IS NOT NULL
+           GROUP BY lane HAVING bool_or(lease_until IS NULL OR lease_until <= $1)
+           ORDER BY due) l
     CROSS JOIN LATERAL (
-      SELECT e.pos, e.next_attempt_at,
-             bool_and(e.next_attempt_at <= $1 AND (e.lease_until IS NULL OR e.lease_until <= $1))
-               OVER (ORDER BY e.pos) AS open
-        FROM (SELECT pos, next_attempt_at, lease_until FROM chat.outbox
-               WHERE lane = l.lane AND status = 'pending'
-               ORDER BY pos LIMIT $6) e
+      SELECT array_agg(q.pos ORDER BY q.pos) AS poss
+        FROM (SELECT e.pos,
+                     bool_and(e.next_attempt_at <= $1
+                              AND (e.lease_until IS NULL OR e.lease_until <= $1))
+                       OVER (ORDER BY e.pos) AS open
+                FROM (SELECT pos, next_attempt_at, lease_until FROM chat.outbox
+                       WHERE lane = l.lane AND status = 'pending'
+                       ORDER BY pos LIMIT $6) e) q
+       WHERE q.open
     ) run
-   WHERE run.open
-), units AS (
-  SELECT lane, NULL::bigint AS pos, min(next_attempt_at) AS due FROM runs GROUP BY lane
-  UNION ALL
-  SELECT NULL, pos, next_attempt_at
+   WHERE run.poss IS NOT NULL
+   ORDER BY l.due
+   LIMIT $2
+), loose AS (
+  SELECT pos, next_attempt_at AS due
     FROM look WHERE lane IS NULL AND (lease_until IS NULL OR lease_until <= $1)
+   ORDER BY due
+   LIMIT $2
+), units AS (
+  SELECT lane, poss, due FROM lane_runs
+  UNION ALL
+  SELECT NULL, ARRAY[pos], due FROM loose
   ORDER BY due
   LIMIT $2
 ), candidates AS (
-  SELECT pos FROM units WHERE lane IS NULL
-  UNION ALL
-  SELECT r.pos FROM runs r JOIN units u ON u.lane = r.lane
+  SELECT unnest(poss) AS pos, lane FROM units
 ), locked AS (
   SELECT o.pos, o.lane FROM chat.outbox o
    WHERE o.pos IN (SELECT pos FROM candidates)
      AND o.status = 'pending' AND (o.lease_until IS NULL OR o.lease_until <= $1)
    FOR UPDATE OF o SKIP LOCKED
+), whole AS (
+  SELECT c.lane FROM candidates c LEFT JOIN locked l ON l.pos = c.pos
+   WHERE c.lane IS NOT NULL
+   GROUP BY c.lane HAVING bool_and(l.pos IS NOT NULL)
 ), claimed AS (
-  SELECT l.pos FROM locked l
-   WHERE l.lane IS NULL OR NOT EXISTS (
-     SELECT 1 FROM chat.outbox e
-      WHERE e.lane = l.lane AND e.status = 'pending' AND e.pos < l.pos
-        AND e.pos NOT IN (SELECT pos FROM locked))
+  SELECT pos FROM locked WHERE lane IS NULL
+  UNION ALL
+  SELECT l.pos FROM locked l JOIN whole w ON w.lane = l.lane
 )
 UPDATE chat.outbox o SET lease_token = $3, lease_until = $4
   FROM claimed WHERE o.pos = claimed.pos
