@@ -228,6 +228,13 @@ class PostgresStorage(PooledStore):
                     message.sender_id,
                     message.client_message_id,
                 )
+                # The statement's last part reads the chat as it was when the statement began,
+                # so a block that committed while the send waited for the chat's row refused
+                # the send without saying so; a fresh read tells it from a missing chat.
+                if row is None and await conn.fetchval(
+                    "SELECT blocked FROM chat.chats WHERE id = $1", message.chat_id
+                ):
+                    raise BLOCKED from None
         return SendResult(_message(row), created=row["created"]) if row is not None else None
 
     async def list_chats(self, user_id: int, limit: int, before: str | None) -> ChatPage:

@@ -164,6 +164,32 @@ async def test_sends_are_refused_on_both_paths_once_blocked(
         assert [m.text for m in page.messages] == ["before"]
 
 
+async def test_a_block_that_commits_while_a_lone_send_waits_refuses_it_as_blocked(
+    pool: asyncpg.Pool, blocks: PostgresBlocks
+) -> None:
+    storage = PostgresStorage(pool, DB_TIMEOUT_S, group_commit=False)
+    a, _, first, _ = await both_ways(storage)
+    async with pool.acquire() as blocker:
+        tx = blocker.transaction()
+        await tx.start()
+        await blocker.execute("UPDATE chat.chats SET blocked = true WHERE id = $1", first)
+        sending = asyncio.ensure_future(storage.add_message(draft(first, a, "racing")))
+        for _ in range(500):  # until the send waits for the chat's row
+            waiting = await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                "AND query LIKE '%UPDATE chat.chats SET last_seq%'"
+            )
+            if waiting:
+                break
+            await asyncio.sleep(0.01)
+        assert waiting
+        await tx.commit()
+    with pytest.raises(ChatError) as refused:
+        await sending
+    assert refused.value.code is ErrorCode.BLOCKED
+    assert (await storage.history(first, None, None, 10)).messages == []
+
+
 async def test_partners_and_hidden_users_leave_out_blocked_pairs(
     storage: PostgresStorage, blocks: PostgresBlocks
 ) -> None:
