@@ -161,13 +161,7 @@ class ChatService:
     # -- messages ------------------------------------------------------------------------------
 
     async def send(self, user_id: int, p: MessageSend) -> Message:
-        text = p.text.strip()
-        if not text:
-            raise ValidationFailed("text: must not be empty")
-        if len(text) > self._limits.max_message_length:
-            raise ValidationFailed(
-                f"text: must be at most {self._limits.max_message_length} characters"
-            )
+        text = clean_text(p.text, self._limits.max_message_length)
         parts = await self.participants(user_id, p.chat_id)
         await self._admit(
             "message:send",
