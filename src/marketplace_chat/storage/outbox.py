@@ -94,13 +94,12 @@ class ReminderState:
 # one on, at most $6, up to the first that is leased elsewhere or not due: a lane whose earliest
 # event is in flight or waits for its retry yields nothing, and so takes no place from the lanes
 # that can go; the reading stops once $2 lanes yielded a run. Of those and the events in no
-# lane, the $2 that are due earliest are taken. The rows
-# are locked skipping those locked by a concurrent claim, whose conditions are checked again on
-# each row's newest version. A lane's run is leased only whole: it starts at the lane's earliest
-# pending event as the statement sees it, and a lane's events commit in pos order (they are
-# written under its chat's or pair's lock), so the run is the lane's next events unless a
-# concurrent claim took one of them; then none is taken, and two claims racing for one lane
-# never split its run between them.
+# lane, the $2 that are due earliest are taken. The rows are locked skipping those locked by a
+# concurrent claim, whose conditions are checked again on each row's newest version. A lane's
+# run is leased only whole: it starts at the lane's earliest pending event as the statement sees
+# it, and a lane's events commit in pos order (they are written under its chat's or pair's
+# lock), so the run is the lane's next events unless a concurrent claim took one of them; then
+# none is taken, and two claims racing for one lane never split its run between them.
 CLAIM = """
 WITH look AS (
   SELECT pos, lane, lease_until, next_attempt_at FROM chat.outbox
@@ -226,12 +225,11 @@ class OutboxStore(PooledStore):
     async def claim(
         self, now: datetime, limit: int, lease_until: datetime, run: int = 1
     ) -> list[OutboxEvent]:
-        """Lease the due events of up to `limit` lanes (a run of at most `run` events each, in
-        pos order) and events in no lane, none in flight elsewhere; returned in pos order."""
+        """Lease the due events of up to `limit` lanes (a run of at most `run` events each, the
+        lane's next ones) and events in no lane, none in flight elsewhere; in no set order."""
         token = str(uuid.uuid4())
         async with self._conn() as conn:
             rows = await conn.fetch(CLAIM, now, limit, token, lease_until, CLAIM_SCAN, run)
-        rows.sort(key=lambda r: r["pos"])
         return [
             OutboxEvent(
                 pos=r["pos"],

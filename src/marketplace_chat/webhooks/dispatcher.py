@@ -220,7 +220,8 @@ class Dispatcher:
 
 
 def _runs(events: list[OutboxEvent]) -> list[list[OutboxEvent]]:
-    """The claim's events by lane, each lane's in pos order; an event in no lane runs alone."""
+    """The claim's events by lane, each lane's in pos order (a claim returns them in none); an
+    event in no lane runs alone."""
     lanes: dict[str, list[OutboxEvent]] = {}
     alone: list[list[OutboxEvent]] = []
     for event in sorted(events, key=lambda e: e.pos):
