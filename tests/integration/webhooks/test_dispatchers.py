@@ -268,24 +268,42 @@ async def test_a_chat_s_backlog_goes_out_in_runs_of_several_events_per_claim(
     assert store.claims == -(-(3 * RUN + 1) // RUN)  # a run per claim, not an event per claim
 
 
+LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)  # due before any other test's events
+
+
+async def cancel_pending(pool: asyncpg.Pool, *, created_before: datetime) -> None:
+    await pool.execute(
+        "UPDATE chat.outbox SET status = 'cancelled', finished_at = now() "
+        "WHERE status = 'pending' AND created_at < $1",
+        created_before,
+    )
+
+
 async def test_a_chat_held_back_by_a_retry_leaves_the_claim_to_chats_that_can_go(
     storage: PostgresStorage, pool: asyncpg.Pool
 ) -> None:
-    long_ago = datetime(2000, 1, 1, tzinfo=UTC)  # due before anything else in the database
-    held, buyer, _ = await new_chat(storage, when=long_ago)
-    for i in range(2):
-        await send(storage, held.id, buyer, f"m{i}", when=long_ago)
-    ready, _, _ = await new_chat(storage, when=long_ago + timedelta(seconds=1))
-    store, now = OutboxStore(pool, DB_TIMEOUT_S), datetime.now(UTC)
-    lease = now + timedelta(seconds=lease_s(5.0))
-    first = await store.claim(now, 1, lease, RUN)
-    assert [e.chat_id for e in first] == [held.id] * 3  # the held chat's whole run, in order
-    failed = Outcome(first[0], delivered=False, error="HTTP 503", retry_at=now + timedelta(hours=1))
-    await store.settle(
-        [failed, *(Outcome(e, delivered=False, released=True) for e in first[1:])], now
-    )
-    second = await store.claim(now, 1, lease, RUN)
-    assert [(e.chat_id, e.type) for e in second] == [(ready.id, "chat.created")]
-    rest = await store.claim(now, CLAIM_BATCH, lease, RUN)
-    # The held chat waits for its retry; only its reminder, which is in no order, may go.
-    assert [e.type for e in rest if e.chat_id == held.id] in ([], ["message.unread"])
+    # This test's events are the earliest due in the database: none of an earlier run's may be
+    # left for it, or for the other tests, to meet.
+    await cancel_pending(pool, created_before=LONG_AGO + timedelta(days=1))
+    try:
+        held, buyer, _ = await new_chat(storage, when=LONG_AGO)
+        for i in range(2):
+            await send(storage, held.id, buyer, f"m{i}", when=LONG_AGO)
+        ready, _, _ = await new_chat(storage, when=LONG_AGO + timedelta(seconds=1))
+        store, now = OutboxStore(pool, DB_TIMEOUT_S), datetime.now(UTC)
+        lease = now + timedelta(seconds=lease_s(5.0))
+        first = sorted(await store.claim(now, 1, lease, RUN), key=lambda e: e.pos)
+        assert [e.chat_id for e in first] == [held.id] * 3  # the held chat's whole run
+        failed = Outcome(
+            first[0], delivered=False, error="HTTP 503", retry_at=now + timedelta(hours=1)
+        )
+        await store.settle(
+            [failed, *(Outcome(e, delivered=False, released=True) for e in first[1:])], now
+        )
+        second = await store.claim(now, 1, lease, RUN)
+        assert [(e.chat_id, e.type) for e in second] == [(ready.id, "chat.created")]
+        rest = await store.claim(now, CLAIM_BATCH, lease, RUN)
+        # The held chat waits for its retry; only its reminder, which is in no order, may go.
+        assert [e.type for e in rest if e.chat_id == held.id] in ([], ["message.unread"])
+    finally:
+        await cancel_pending(pool, created_before=LONG_AGO + timedelta(days=1))
