@@ -44,8 +44,8 @@ def _event(kind: str, source: str) -> str:
     """The outbox row of a block change, written only when `source` returned a row and the
     outbox is on ($5); one lane per pair ($6) keeps a block and its unblock in order."""
     return f"""
-INSERT INTO chat.outbox (id, type, lane, data, created_at, next_attempt_at)
-SELECT gen_random_uuid(), '{kind}', $6::uuid,
+INSERT INTO chat.outbox (type, lane, data, created_at, next_attempt_at)
+SELECT '{kind}', $6::uuid,
        jsonb_build_object('userId', $1::bigint, 'blockedUserId', $2::bigint,
                           'at', {ISO.format("$3::timestamptz")}),
        $3, $3

@@ -65,8 +65,8 @@ UPDATE chat.chats SET updated_at = $3 WHERE id = $1
 
 # A new chat's event, written in the transaction that creates the chat.
 CHAT_CREATED_EVENT = f"""
-INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)
-SELECT gen_random_uuid(), 'chat.created', c.id, c.id,
+INSERT INTO chat.outbox (type, lane, chat_id, data, created_at, next_attempt_at)
+SELECT 'chat.created', c.id, c.id,
        jsonb_build_object('chat', jsonb_build_object(
          'id', c.id, 'buyerId', c.buyer_id, 'sellerId', c.seller_id,
          'productId', ctx.product_id, 'createdAt', {ISO.format("c.created_at")})),

@@ -20,6 +20,7 @@ from enum import StrEnum
 import asyncpg
 
 from marketplace_chat.models import Message
+from marketplace_chat.storage.outbox_sql import EVENT_DATA
 from marketplace_chat.storage.rows import MESSAGE_COLUMNS, message_from_row
 from marketplace_chat.storage.store import PooledStore
 
@@ -48,6 +49,7 @@ class OutboxEvent:
     created_at: datetime
     attempts: int
     lease_token: str | None
+    kept: bool = True  # whether `data` is stored in the row (not built for this claim)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,7 @@ class Outcome:
     delivered: bool
     error: str | None = None
     retry_at: datetime | None = None
-    data: str | None = None  # a reminder's data, kept from its first attempt on
+    data: str | None = None  # data to keep in the row: a reminder's, or a failed message.created's
     cancelled: bool = False
     released: bool = False  # not attempted (an earlier event of its run failed): pending as it was
 
@@ -100,7 +102,7 @@ class ReminderState:
 # it, and a lane's events commit in pos order (they are written under its chat's or pair's
 # lock), so the run is the lane's next events unless a concurrent claim took one of them; then
 # none is taken, and two claims racing for one lane never split its run between them.
-CLAIM = """
+CLAIM = f"""
 WITH look AS (
   SELECT pos, lane, lease_until, next_attempt_at FROM chat.outbox
    WHERE status = 'pending' AND next_attempt_at <= $1
@@ -140,7 +142,7 @@ WITH look AS (
   SELECT unnest(poss) AS pos, lane FROM units
 ), locked AS (
   SELECT o.pos, o.lane FROM chat.outbox o
-   WHERE o.pos IN (SELECT pos FROM candidates)
+   WHERE o.pos = ANY (ARRAY(SELECT pos FROM candidates))
      AND o.status = 'pending' AND (o.lease_until IS NULL OR o.lease_until <= $1)
    FOR UPDATE OF o SKIP LOCKED
 ), whole AS (
@@ -155,7 +157,8 @@ WITH look AS (
 UPDATE chat.outbox o SET lease_token = $3, lease_until = $4
   FROM claimed WHERE o.pos = claimed.pos
 RETURNING o.pos, o.id, o.type, o.lane, o.chat_id, o.recipient_id, o.sender_id, o.message_seq,
-          o.data::text AS data, o.created_at, o.attempts, o.lease_token
+          ({EVENT_DATA})::text AS data, o.data IS NOT NULL AS kept, o.created_at, o.attempts,
+          o.lease_token
 """
 
 SETTLE = """
@@ -189,8 +192,8 @@ SELECT COALESCE(r.seq, 0) AS read_seq,
 """
 
 LIST_COLUMNS = (
-    "pos, id, type, status, chat_id, attempts, created_at, next_attempt_at, finished_at, "
-    "last_error, data::text AS data"
+    "o.pos, o.id, o.type, o.status, o.chat_id, o.attempts, o.created_at, o.next_attempt_at, "
+    f"o.finished_at, o.last_error, ({EVENT_DATA})::text AS data"
 )
 
 RETRY = """
@@ -244,6 +247,7 @@ class OutboxStore(PooledStore):
                 created_at=r["created_at"],
                 attempts=r["attempts"],
                 lease_token=r["lease_token"],
+                kept=r["kept"],
             )
             for r in rows
         ]
@@ -293,8 +297,8 @@ class OutboxStore(PooledStore):
         """Events of one status, newest first, `limit` of them from before `before` (a pos)."""
         async with self._conn() as conn:
             rows = await conn.fetch(
-                f"SELECT {LIST_COLUMNS} FROM chat.outbox WHERE status = $1 "
-                "AND ($3::bigint IS NULL OR pos < $3) ORDER BY pos DESC LIMIT $2",
+                f"SELECT {LIST_COLUMNS} FROM chat.outbox o WHERE o.status = $1 "
+                "AND ($3::bigint IS NULL OR o.pos < $3) ORDER BY o.pos DESC LIMIT $2",
                 status.value,
                 limit,
                 before,
@@ -304,7 +308,7 @@ class OutboxStore(PooledStore):
     async def get(self, event_id: str) -> EventRow | None:
         async with self._conn() as conn:
             row = await conn.fetchrow(
-                f"SELECT {LIST_COLUMNS} FROM chat.outbox WHERE id = $1", event_id
+                f"SELECT {LIST_COLUMNS} FROM chat.outbox o WHERE o.id = $1", event_id
             )
         return _event_row(row) if row is not None else None
 

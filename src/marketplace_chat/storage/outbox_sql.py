@@ -1,4 +1,5 @@
-"""The outbox rows that ride along in the statements that commit messages.
+"""The outbox rows that ride along in the statements that commit messages, and the JSON of a
+`message.created` event, which is built when the event is claimed.
 
 Both send statements (the group commit's and the single-message one) end in a CTE named
 `created`: the new messages with `ord` (arrival order), `buyer_id`, `seller_id` and
@@ -8,21 +9,24 @@ outbox is off. From it, in the same statement and so the same transaction, come 
 chat, unless one is pending already (the partial unique index decides, so a burst gives one).
 A reminder carries no data yet: what it says is read when it falls due.
 
-What this costs the group commit, from EXPLAIN (ANALYZE, BUFFERS) of its statement on batches of
-one message in each of 20 or 50 chats (a 200,000-row outbox; medians of 50 runs each on the
-2-core machine while other jobs kept it busy): 1.6 ms and 3.7 ms of execution without the
-outbox, 3.0 ms and 6.7 ms with it, 60 to 70 µs per message. Of that, `message.created` takes
-0.8 and 1.9 ms, about half of it building its JSON; the reminders 0.4 and 0.75 ms when every
-recipient already has one pending (a burst: the unique index's check finds the pending one and
-nothing is written).
+A `message.created` row holds the message's chat and seq and the chat's product context as of
+it, not its JSON. The JSON is built from the message and its chat when the event is claimed
+(`EVENT_DATA`), and kept in the row only once an attempt failed. The event must say what was
+created, not what the message says by then: an edit or delete of a message whose event is still
+pending first writes that event's JSON from the message as it was (`FREEZE_CREATED`), in the
+same statement as the change. A delivered event keeps no copy; an operator's re-send of one
+builds it again from the message as it then stands.
 
-- The JSON is built here, not when the event is claimed, although storing ids alone would save
-  that half: a message can be edited before its event goes out, and `message.created` must say
-  what was created, not what the message says by then.
-- Skipping recipients with a pending reminder by a NOT EXISTS probe before the insert was
-  slower either way: 0.9 and 1.15 ms with one pending, and without one the whole statement took
-  5.6 ms against 4.6 (20 messages) and 11.0 against 9.7 (50), end to end: the probe reads the
-  partial index that the insert's conflict check reads anyway. ON CONFLICT alone decides.
+Why: the group commit's statement is what every send's ack waits for. On batches of 14
+messages in 14 chats (EXPLAIN-free timings of 1,000 statements each on the 2-core machine, the
+outbox's rows growing, a checkpoint every 200), the statement took 0.98 ms of PostgreSQL without
+the outbox, 1.88 ms with each event's JSON built in it, and 1.40 ms without: the JSON was half of
+what the outbox cost there, and its 700 bytes were written to the WAL again by the lease's and
+the outcome's updates of the row.
+
+Skipping recipients with a pending reminder by a NOT EXISTS probe before the insert was slower
+than letting ON CONFLICT decide: the probe reads the partial index that the insert's conflict
+check reads anyway.
 """
 
 from __future__ import annotations
@@ -38,22 +42,44 @@ MESSAGE_JSON = f"""jsonb_build_object(
       'moderation', CASE WHEN c.moderation_action IS NULL THEN NULL ELSE jsonb_build_object(
         'action', c.moderation_action, 'categories', to_jsonb(c.moderation_categories)) END)"""
 
-OUTBOX_CTES = f""", events AS (
-  INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)
-  SELECT gen_random_uuid(), 'message.created', c.chat_id, c.chat_id,
-         jsonb_build_object(
+# The data of the `message.created` event `o` (an alias of chat.outbox), from its message and
+# chat as they are now.
+CREATED_DATA = f"""(
+  SELECT jsonb_build_object(
            'message', {MESSAGE_JSON},
-           'chat', jsonb_build_object('id', c.chat_id, 'buyerId', c.buyer_id,
-                                      'sellerId', c.seller_id, 'productId', c.chat_product_id),
-           'recipientId', CASE WHEN c.sender_id = c.buyer_id THEN c.seller_id
-                               ELSE c.buyer_id END),
+           'chat', jsonb_build_object('id', ch.id, 'buyerId', ch.buyer_id,
+                                      'sellerId', ch.seller_id, 'productId', o.product_id),
+           'recipientId', CASE WHEN c.sender_id = ch.buyer_id THEN ch.seller_id
+                               ELSE ch.buyer_id END)
+    FROM chat.messages c JOIN chat.chats ch ON ch.id = c.chat_id
+   WHERE c.chat_id = o.chat_id AND c.seq = o.message_seq)"""
+
+# The data the event `o` is sent with: as kept, or for a `message.created` not kept yet, built.
+EVENT_DATA = f"""COALESCE(o.data, CASE WHEN o.type = 'message.created' THEN {CREATED_DATA} END)"""
+
+
+def freeze_created(message_id: str, chat_id: str, enabled: str) -> str:
+    """The CTE of an edit or delete that keeps the pending `message.created` event of the message
+    as it was: the CTE reads the statement's snapshot, before the change's own update."""
+    return f""", frozen AS (
+  UPDATE chat.outbox o SET data = {CREATED_DATA}
+   WHERE {enabled} AND o.lane = {chat_id} AND o.status = 'pending'
+     AND o.type = 'message.created' AND o.data IS NULL
+     AND o.message_seq = (SELECT seq FROM chat.messages WHERE id = {message_id})
+)"""
+
+
+OUTBOX_CTES = """, events AS (
+  INSERT INTO chat.outbox (type, lane, chat_id, message_seq, product_id, created_at,
+                           next_attempt_at)
+  SELECT 'message.created', c.chat_id, c.chat_id, c.seq, c.chat_product_id,
          c.created_at, c.created_at
     FROM created c ORDER BY c.chat_id, c.seq
 ), reminders AS (
-  INSERT INTO chat.outbox (id, type, chat_id, recipient_id, sender_id, message_seq, created_at,
+  INSERT INTO chat.outbox (type, chat_id, recipient_id, sender_id, message_seq, created_at,
                            next_attempt_at)
   SELECT DISTINCT ON (c.chat_id, recipient)
-         gen_random_uuid(), 'message.unread', c.chat_id, recipient, c.sender_id, c.seq,
+         'message.unread', c.chat_id, recipient, c.sender_id, c.seq,
          c.created_at, c.created_at + make_interval(secs => $9::float8)
     FROM created c,
          LATERAL (SELECT CASE WHEN c.sender_id = c.buyer_id THEN c.seller_id
@@ -68,8 +94,8 @@ OUTBOX_CTES = f""", events AS (
 # front of them: PostgreSQL runs the data-modifying CTEs nobody reads last one first, so this
 # one inserts after `message.created` and comes after it in its chat's lane (a test holds it).
 FLAGGED_EVENTS_CTE = f""", flagged AS (
-  INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)
-  SELECT gen_random_uuid(), 'message.flagged', c.chat_id, c.chat_id,
+  INSERT INTO chat.outbox (type, lane, chat_id, data, created_at, next_attempt_at)
+  SELECT 'message.flagged', c.chat_id, c.chat_id,
          jsonb_build_object('message', {MESSAGE_JSON},
                             'categories', to_jsonb(c.moderation_categories)),
          c.created_at, c.created_at

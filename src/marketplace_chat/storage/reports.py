@@ -64,8 +64,8 @@ WITH anchor AS (
   ON CONFLICT DO NOTHING
   RETURNING id, chat_id, message_id, reporter_id, reported_user_id, reason, created_at
 ), event AS (
-  INSERT INTO chat.outbox (id, type, chat_id, data, created_at, next_attempt_at)
-  SELECT gen_random_uuid(), 'report.created', r.chat_id,
+  INSERT INTO chat.outbox (type, chat_id, data, created_at, next_attempt_at)
+  SELECT 'report.created', r.chat_id,
          jsonb_build_object('report', jsonb_build_object(
            'id', r.id, 'chatId', r.chat_id, 'messageId', r.message_id,
            'reporterId', r.reporter_id, 'reportedUserId', r.reported_user_id,

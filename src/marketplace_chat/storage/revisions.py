@@ -4,7 +4,8 @@ A change runs in one transaction of two statements. The first locks the message'
 lock every send takes too, so a chat's revisions are handed out in commit order) and the message
 row, and reads both as they are once locked; the caller's rules judge that. The second bumps the
 chat's `rev`, keeps the text being replaced in `chat.message_revisions` (an edit), writes the new
-state with that `rev`, and, with the outbox on, adds the change's event, all in one statement.
+state with that `rev`, and, with the outbox on, adds the change's event and keeps the message's
+pending `message.created` event as the message was (see `outbox_sql`), all in one statement.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import asyncpg
 
 from marketplace_chat.models import Participants
 from marketplace_chat.storage.base import Changed, Check, Revision, Target
-from marketplace_chat.storage.outbox_sql import MESSAGE_JSON
+from marketplace_chat.storage.outbox_sql import MESSAGE_JSON, freeze_created
 from marketplace_chat.storage.rows import MESSAGE_COLUMNS, message_from_row
 
 if TYPE_CHECKING:
@@ -44,8 +45,8 @@ SELECT {M_COLUMNS}, COALESCE(m.original_text, m.text) AS original,
 def _event(kind: str, when: str, enabled: str) -> str:
     """The outbox row of a change, from the CTE `changed` (the message as written)."""
     return f""", events AS (
-  INSERT INTO chat.outbox (id, type, lane, chat_id, data, created_at, next_attempt_at)
-  SELECT gen_random_uuid(), '{kind}', c.chat_id, c.chat_id,
+  INSERT INTO chat.outbox (type, lane, chat_id, data, created_at, next_attempt_at)
+  SELECT '{kind}', c.chat_id, c.chat_id,
          jsonb_build_object('message', {MESSAGE_JSON}), {when}, {when}
     FROM changed c WHERE {enabled}
 )"""
@@ -67,7 +68,8 @@ WITH bump AS (
     FROM bump
    WHERE m.id = $1 AND m.deleted_at IS NULL
   RETURNING {M_COLUMNS}
-){_event("message.updated", "$7::timestamptz", "$8::boolean")}
+){freeze_created("$1", "$2", "$8::boolean")}
+ {_event("message.updated", "$7::timestamptz", "$8::boolean")}
 SELECT {MESSAGE_COLUMNS} FROM changed
 """
 
@@ -83,7 +85,8 @@ WITH bump AS (
     FROM bump
    WHERE m.id = $1 AND m.deleted_at IS NULL
   RETURNING {M_COLUMNS}
-){_event("message.deleted", "$3::timestamptz", "$4::boolean")}
+){freeze_created("$1", "$2", "$4::boolean")}
+ {_event("message.deleted", "$3::timestamptz", "$4::boolean")}
 SELECT {MESSAGE_COLUMNS} FROM changed
 """
 

@@ -169,7 +169,9 @@ class Dispatcher:
             timestamp = int(self._clock.now().timestamp())
             signed = signing.signature(self._policy.secret, timestamp, body)
             error = await self._sender.post(body, signing.headers(event.id, event.type, signed))
-        built = data if event.data is None else None
+        # A reminder's data is kept from its first attempt on; a `message.created` built for this
+        # claim only once it failed, so that its retries say what was created even after an edit.
+        built = data if event.data is None or (not event.kept and error is not None) else None
         if error is None:
             return Outcome(event, delivered=True, data=built)
         tried = event.attempts + 1

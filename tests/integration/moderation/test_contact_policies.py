@@ -29,6 +29,7 @@ from marketplace_chat.realtime.contact_policies import ContactPolicies, PolicyAn
 from marketplace_chat.realtime.recent_texts import RecentTexts, recent_key
 from marketplace_chat.storage.base import EventPolicy
 from marketplace_chat.storage.moderation import ModerationStore
+from marketplace_chat.storage.outbox_sql import EVENT_DATA
 from marketplace_chat.storage.postgres import PostgresStorage
 
 from ..conftest import DB_TIMEOUT_S
@@ -56,8 +57,8 @@ class NoAnnouncements:
 
 async def events_of(pool: asyncpg.Pool, chat_id: str) -> list[dict[str, Any]]:
     rows = await pool.fetch(
-        "SELECT type, data::text AS data FROM chat.outbox WHERE chat_id = $1 "
-        "AND type <> 'message.unread' ORDER BY pos",
+        f"SELECT o.type, ({EVENT_DATA})::text AS data FROM chat.outbox o WHERE o.chat_id = $1 "
+        "AND o.type <> 'message.unread' ORDER BY o.pos",
         chat_id,
     )
     return [{"type": r["type"], "data": json.loads(r["data"])} for r in rows]

@@ -18,6 +18,7 @@ from marketplace_chat.errors import EditWindowClosed, Forbidden, NotFound
 from marketplace_chat.models import Message, Moderation
 from marketplace_chat.storage.base import Changed, EventPolicy, Revision, Target
 from marketplace_chat.storage.outbox import OutboxStore
+from marketplace_chat.storage.outbox_sql import EVENT_DATA
 from marketplace_chat.storage.postgres import PostgresStorage
 
 from ..conftest import DB_TIMEOUT_S
@@ -311,12 +312,15 @@ async def test_changes_write_their_events_when_the_outbox_is_on(pool: asyncpg.Po
     await delete(storage, message)  # a second delete writes no event
 
     rows = await pool.fetch(
-        "SELECT type, lane, data::text AS data, created_at FROM chat.outbox "
-        "WHERE chat_id = $1 AND type LIKE 'message.%' AND type <> 'message.unread' ORDER BY pos",
+        f"SELECT o.type, o.lane, ({EVENT_DATA})::text AS data, o.created_at FROM chat.outbox o "
+        "WHERE o.chat_id = $1 AND o.type LIKE 'message.%' AND o.type <> 'message.unread' "
+        "ORDER BY o.pos",
         uuid.UUID(chat.id),
     )
     assert [r["type"] for r in rows] == ["message.created", "message.updated", "message.deleted"]
     assert {str(r["lane"]) for r in rows} == {chat.id}
+    # message.created still says what was created: its JSON was kept before the edit
+    assert json.loads(rows[0]["data"])["message"] == message.to_wire()
     assert json.loads(rows[1]["data"]) == {"message": edited.message.to_wire()}
     assert json.loads(rows[2]["data"]) == {"message": deleted.message.to_wire()}
     assert rows[1]["created_at"] == edited.message.edited_at

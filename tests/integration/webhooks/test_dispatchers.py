@@ -13,9 +13,10 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
+from marketplace_chat.edits import may_edit
 from marketplace_chat.metrics import Metrics
-from marketplace_chat.storage.base import EventPolicy
-from marketplace_chat.storage.outbox import OutboxEvent, OutboxStore, Outcome
+from marketplace_chat.storage.base import EventPolicy, Revision
+from marketplace_chat.storage.outbox import OutboxEvent, OutboxStore, Outcome, Status
 from marketplace_chat.storage.postgres import PostgresStorage
 from marketplace_chat.webhooks import signing
 from marketplace_chat.webhooks.dispatcher import (
@@ -177,6 +178,36 @@ async def test_after_the_last_attempt_an_event_fails_for_good_and_releases_its_c
         ("chat.created", "failed", 2),
         ("message.created", "failed", 2),
     ]
+
+
+async def test_a_failed_message_created_is_sent_again_as_created_after_an_edit(
+    storage: PostgresStorage, pool: asyncpg.Pool
+) -> None:
+    clock, receiver = FakeClock(), Receiver(fail_first=1)
+    chat, buyer, _ = await new_chat(storage)
+    message = await send(storage, chat.id, buyer, "as sent")
+    worker = dispatcher(pool, receiver, clock, max_attempts=1)
+    await drain(worker)  # chat.created fails for good, then message.created
+    edit_at = message.created_at + timedelta(seconds=5)
+    changed = await storage.edit_message(
+        message.id,
+        Revision("edited"),
+        edit_at,
+        lambda t: may_edit(t, buyer, Revision("edited"), edit_at, 900),
+    )
+    assert changed is not None
+    assert changed.changed
+    store = OutboxStore(pool, DB_TIMEOUT_S)
+    [failed] = [
+        e
+        for e in await store.list(Status.FAILED, 100, None)
+        if e.type == "message.created" and e.chat_id == chat.id
+    ]
+    assert await store.retry(failed.id, clock.now()) is not None
+    await drain(worker)
+    [created] = [e for e in receiver.of(chat.id) if e["type"] == "message.created"]
+    assert created["id"] == failed.id
+    assert created["data"]["message"] == message.to_wire()  # type: ignore[index]
 
 
 async def test_a_dispatcher_that_died_loses_its_claims_when_the_lease_runs_out(

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+import uuid
 from typing import Any
 
 import asyncpg
 import pytest
 
 from marketplace_chat.storage.base import EventPolicy
+from marketplace_chat.storage.outbox_sql import EVENT_DATA
 from marketplace_chat.storage.postgres import PostgresStorage
 
 from ..conftest import DB_TIMEOUT_S
@@ -29,13 +32,32 @@ def storage(pool: asyncpg.Pool, request: pytest.FixtureRequest) -> PostgresStora
 
 async def events_of(pool: asyncpg.Pool, chat_id: str) -> list[dict[str, Any]]:
     rows = await pool.fetch(
-        "SELECT type, lane, recipient_id, sender_id, message_seq, data::text AS data, status, "
-        "created_at, next_attempt_at FROM chat.outbox WHERE chat_id = $1 ORDER BY pos",
+        "SELECT o.type, o.lane, o.recipient_id, o.sender_id, o.message_seq, o.status, "
+        f"({EVENT_DATA})::text AS data, o.created_at, o.next_attempt_at "
+        "FROM chat.outbox o WHERE o.chat_id = $1 ORDER BY o.pos",
         chat_id,
     )
     return [
         {**dict(r), "data": json.loads(r["data"]) if r["data"] is not None else None} for r in rows
     ]
+
+
+async def test_event_ids_are_time_ordered_uuids(
+    storage: PostgresStorage, pool: asyncpg.Pool
+) -> None:
+    """Version 7: the first 48 bits are the Unix time in milliseconds, so new events land at
+    the right edge of the id index instead of on a random page of it."""
+    before = int(time.time() * 1000)
+    chat, buyer, _ = await new_chat(storage)
+    await send(storage, chat.id, buyer, "hello")
+    after = int(time.time() * 1000)
+    rows = await pool.fetch("SELECT id FROM chat.outbox WHERE chat_id = $1 ORDER BY pos", chat.id)
+    ids = [uuid.UUID(str(r["id"])) for r in rows]
+    assert len(ids) == 3  # chat.created, message.created, message.unread
+    assert {i.version for i in ids} == {7}
+    assert {i.variant for i in ids} == {uuid.RFC_4122}
+    assert all(before <= i.int >> 80 <= after for i in ids)
+    assert len(set(ids)) == 3
 
 
 async def test_new_chat_writes_chat_created(storage: PostgresStorage, pool: asyncpg.Pool) -> None:
