@@ -13,7 +13,7 @@ A `message.created` row holds the message's chat and seq and the chat's product 
 it, not its JSON. The JSON is built from the message and its chat when the event is claimed
 (`EVENT_DATA`), and kept in the row only once an attempt failed. The event must say what was
 created, not what the message says by then: an edit or delete of a message whose event is still
-pending first writes that event's JSON from the message as it was (`FREEZE_CREATED`), in the
+pending first writes that event's JSON from the message as it was (`freeze_created`), in the
 same statement as the change. A delivered event keeps no copy; an operator's re-send of one
 builds it again from the message as it then stands.
 

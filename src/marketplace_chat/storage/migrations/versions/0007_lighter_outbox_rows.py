@@ -4,7 +4,8 @@ The group commit inserts one event per message, in the latency every send's ack 
 
 - Event ids were random UUIDs, so each new row, and each outcome's update of one, wrote into a
   random page of the id index; after every checkpoint each such page goes to the WAL whole (a
-  full-page image), which made the group commit's WAL twice the messages' own. The ids are now
+  full-page image): the outcomes' statement wrote 5.3 of them per call, 0.13 with time-ordered
+  ids. The ids are now
   UUIDv7 (RFC 9562: the first 48 bits are the Unix time in milliseconds, the rest random, so
   they are still unique and unguessable) and new rows land at the index's right edge.
 - A `message.created` row now keeps the chat's product context as of its message
