@@ -102,10 +102,13 @@ class ReminderState:
 # it, and a lane's events commit in pos order (they are written under its chat's or pair's
 # lock), so the run is the lane's next events unless a concurrent claim took one of them; then
 # none is taken, and two claims racing for one lane never split its run between them.
+# Only the look at what is due names the due index's condition (`finished_at IS NULL`, the same
+# rows as `status = 'pending'`): a lookup that the planner could serve from it would read it
+# whole whenever the statistics say that nothing is pending (migration 0008).
 CLAIM = f"""
 WITH look AS (
   SELECT pos, lane, lease_until, next_attempt_at FROM chat.outbox
-   WHERE status = 'pending' AND next_attempt_at <= $1
+   WHERE finished_at IS NULL AND next_attempt_at <= $1
    ORDER BY next_attempt_at
    LIMIT $5
 ), lane_runs AS (
@@ -209,10 +212,11 @@ DELETE FROM chat.outbox WHERE pos IN (
    WHERE status IN ('delivered', 'cancelled') AND finished_at < $1 LIMIT $2)
 """
 
-# Each figure from its own partial index: the delivered rows (most of the table) are never read.
+# Each figure from a partial index of its own: the delivered rows (most of the table) are never
+# read.
 STATS = """
-SELECT (SELECT count(*) FROM chat.outbox WHERE status = 'pending') AS pending,
-       (SELECT min(created_at) FROM chat.outbox WHERE status = 'pending') AS oldest,
+SELECT (SELECT count(*) FROM chat.outbox WHERE finished_at IS NULL) AS pending,
+       (SELECT min(created_at) FROM chat.outbox WHERE finished_at IS NULL) AS oldest,
        (SELECT count(*) FROM chat.outbox WHERE status = 'failed') AS failed
 """
 
@@ -298,6 +302,8 @@ class OutboxStore(PooledStore):
         async with self._conn() as conn:
             rows = await conn.fetch(
                 f"SELECT {LIST_COLUMNS} FROM chat.outbox o WHERE o.status = $1 "
+                # the pending ones from the due index, not by walking the delivered ones
+                "AND ($1 <> 'pending' OR o.finished_at IS NULL) "
                 "AND ($3::bigint IS NULL OR o.pos < $3) ORDER BY o.pos DESC LIMIT $2",
                 status.value,
                 limit,
