@@ -69,6 +69,8 @@ import httpx
 import jwt
 import redis.asyncio as aioredis
 
+from marketplace_chat.storage.migrate import upgrade
+
 ROOT = Path(__file__).resolve().parent.parent
 JS_DIR = ROOT / "benchmarks" / "js"
 RESULTS_DIR = ROOT / "benchmarks" / "results"
@@ -2030,7 +2032,7 @@ async def backends(scratch: Path, stack: contextlib.ExitStack) -> tuple[str, str
         else:
             embedded = EmbeddedServers(scratch / "embedded")
             stack.callback(embedded.stop)
-            database_url = embedded.start_postgres()  # the server migrates it at start
+            database_url = embedded.start_postgres()
     if redis_url is None:
         if await _answers(rd):
             redis_url = DEFAULT_REDIS_URL
@@ -2077,6 +2079,9 @@ async def amain(args: argparse.Namespace) -> int:
         contextlib.ExitStack() as stack,
     ):
         database_url, redis_url = await backends(Path(scratch), stack)
+        # The rounds vacuum the service's tables before its server starts (and migrates): on a
+        # database that has never held them, the schema must be there first.
+        await asyncio.to_thread(upgrade, database_url)
         ctx = Context(
             args=args,
             secret=secrets.token_urlsafe(32),
