@@ -44,18 +44,9 @@ WRITERS = MAX_IN_FLIGHT  # connections of the writers' own pool
 # which for this statement is always (it guesses ten rows for each array): planning its dozen
 # CTEs cost more CPU than executing a small batch (a lone row's statement took 1.2-2.2 ms of
 # PostgreSQL CPU planned afresh, 0.3-0.9 ms on the kept plan; at 25 rows a tenth to a fifth
-# less). The generic plan is the same shape, index lookups per input row, whatever the batch.
+# less). The generic plan is the same shape, index lookups per input row, whatever the batch, once
+# the tables hold rows (the pool's sessions plan again as they grow: `pool.FIRST_REPLAN`).
 WRITER_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
-# A kept plan is as good as the sizes it was made for. Planned while the tables were small (a new
-# deployment, or statistics taken while they were empty), it reads them whole, chats and messages
-# alike, on every batch for as long as the session lives, and a batch then costs more with every
-# message stored (seen: 920 us of PostgreSQL CPU per message instead of 136 once the tables had
-# grown, with no ANALYZE to make PostgreSQL plan again, as when autovacuum is off). So each writer
-# drops its plans after 16 batches, then after twice as many each time, up to every 1,024: the
-# first plans follow a table that grows from nothing, and later ones cost a re-planning (about a
-# millisecond) every few seconds at most.
-FIRST_REPLAN = 16
-MAX_REPLAN = 1024
 
 BLOCKED = Blocked("one of the participants has blocked the other")
 
@@ -179,8 +170,6 @@ class GroupCommitter:
         self._in_flight: dict[Key, _Pending] = {}
         self._writers: set[asyncio.Task[None]] = set()
         self._starting = 0  # writers created that have not taken their batch yet
-        # Per writer session (its server pid): batches until it plans again, and the next span.
-        self._replans: dict[int, tuple[int, int]] = {}
 
     async def add(self, message: NewMessage) -> SendResult | None:
         """The committed message (or the first one with its client id); None: no such chat."""
@@ -280,8 +269,6 @@ class GroupCommitter:
     async def _write_batch(self, messages: list[NewMessage]) -> dict[int, asyncpg.Record]:
         ordinals = {m.id: i for i, m in enumerate(messages, start=1)}
         async with self._pool.acquire(timeout=self._acquire_timeout) as conn:
-            if self._replan_due(conn.get_server_pid()):
-                await conn.execute("DISCARD PLANS")
             records = await conn.fetch(
                 self._statement,
                 [m.id for m in messages],
@@ -309,18 +296,6 @@ class GroupCommitter:
                         by_ordinal[i] = record
                         break
         return by_ordinal
-
-    def _replan_due(self, session: int) -> bool:
-        """Whether this batch is the one after which `session` plans its statement afresh."""
-        left, span = self._replans.get(session, (FIRST_REPLAN, FIRST_REPLAN))
-        if left > 1:
-            self._replans[session] = (left - 1, span)
-            return False
-        span = min(2 * span, MAX_REPLAN)
-        if len(self._replans) > 4 * WRITERS:  # sessions replaced after outages
-            self._replans.clear()
-        self._replans[session] = (span, span)
-        return True
 
 
 def _same_key(record: asyncpg.Record, message: NewMessage) -> bool:

@@ -62,10 +62,33 @@ def unreachable(exc: BaseException) -> bool:
     return isinstance(cause, OSError | TimeoutError | asyncpg.InterfaceError)
 
 
+# A kept plan is as good as the table sizes it was made for. Made while the tables were small (a
+# new deployment, or statistics taken while they were empty) it reads them whole (the group
+# commit's statement read every message on every batch; history, sync and the inbox likewise),
+# for as long as the session lives unless an ANALYZE makes PostgreSQL plan again, which never
+# comes with autovacuum off. So every session drops its plans after 16 uses, then after twice as
+# many each time, up to every 1,024: the plans follow a table that grows from nothing, and later
+# cost a re-planning now and then (about a millisecond for the group commit's statement).
+FIRST_REPLAN = 16
+MAX_REPLAN = 1024
+
+
 class GuardedConnection(asyncpg.Connection):
-    """A connection that remembers whether its last statement left it in doubt."""
+    """A connection that remembers whether its last statement left it in doubt, and when it
+    plans its statements again (see FIRST_REPLAN)."""
 
     broken: bool = False
+    uses_to_replan: int = FIRST_REPLAN
+    replan_span: int = FIRST_REPLAN
+
+    def replan_due(self) -> bool:
+        """Counts a use; whether the session drops its plans after it."""
+        self.uses_to_replan -= 1
+        if self.uses_to_replan > 0:
+            return False
+        self.replan_span = min(2 * self.replan_span, MAX_REPLAN)
+        self.uses_to_replan = self.replan_span
+        return True
 
     def _note(self, exc: BaseException) -> None:
         if leaves_connection_broken(exc):
@@ -112,13 +135,16 @@ class ConnectionNotIdleError(Exception):
 
 
 async def reset_or_discard(connection: asyncpg.Connection) -> None:
-    """The pool's reset: no round trip, and a connection that is not idle never goes back."""
+    """The pool's reset: no round trip but to plan again now and then, and a connection that is
+    not idle never goes back."""
     if (
         getattr(connection, "broken", False)
         or connection.is_closed()
         or connection.is_in_transaction()
     ):
         raise ConnectionNotIdleError
+    if isinstance(connection, GuardedConnection) and connection.replan_due():
+        await connection.execute("DISCARD PLANS")
 
 
 async def configure_connection(connection: asyncpg.Connection) -> None:

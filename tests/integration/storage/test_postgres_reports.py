@@ -215,12 +215,15 @@ async def test_without_webhooks_a_report_writes_no_event(
 async def test_moderators_page_open_reports_and_resolve_once(
     storage: PostgresStorage, reports: PostgresReports, pool: asyncpg.Pool
 ) -> None:
-    # a century ahead of now, so that every other report (earlier runs' included) sorts after
-    when = datetime.now(UTC).replace(microsecond=0) + timedelta(days=36_500)
+    # a century ahead of now, so that every other report (earlier runs' included) sorts after;
+    # a millisecond apart, so that a run seconds after another never meets its reports
+    now = datetime.now(UTC)
+    when = now.replace(microsecond=now.microsecond // 1000 * 1000) + timedelta(days=36_500)
     ids = []
     for i in range(5):
         chat, buyer, _ = await new_chat(storage)
-        receipt, _ = await reports.create_report(filed(chat, buyer, when=when.replace(second=i)))
+        moment = when + timedelta(milliseconds=i)
+        receipt, _ = await reports.create_report(filed(chat, buyer, when=moment))
         ids.append(receipt.id)
     seen: list[str] = []
     cursor = None

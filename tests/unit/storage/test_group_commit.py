@@ -14,7 +14,7 @@ import pytest
 from marketplace_chat.errors import Unavailable
 from marketplace_chat.models import Message, SendResult
 from marketplace_chat.storage.base import NewMessage
-from marketplace_chat.storage.group_commit import FIRST_REPLAN, MAX_REPLAN, GroupCommitter
+from marketplace_chat.storage.group_commit import GroupCommitter
 
 T0 = datetime(2026, 11, 26, tzinfo=UTC)
 CHAT_ID = str(uuid.UUID(int=7))
@@ -117,13 +117,3 @@ async def test_an_unreachable_database_fails_the_batch_without_bisecting(
     assert all(r is failure for r in results)
     assert committer.statements == [16]
     assert committer.singles == []
-
-
-def test_each_writer_session_plans_again_after_spans_that_double_up_to_a_cap() -> None:
-    committer = FakeCommitter()
-    due = {pid: [n for n in range(1, 6000) if committer._replan_due(pid)] for pid in (101, 202)}
-    spans = [b - a for a, b in zip([0, *due[101]], due[101], strict=False)]
-    assert spans[:7] == [FIRST_REPLAN * 2**k for k in range(7)]
-    assert len(spans) > 8
-    assert spans[7:] == [MAX_REPLAN] * len(spans[7:])
-    assert due[202] == due[101]  # the other session keeps its own count

@@ -12,7 +12,10 @@ import pytest
 
 from marketplace_chat.errors import Unavailable
 from marketplace_chat.storage.pool import (
+    FIRST_REPLAN,
+    MAX_REPLAN,
     ConnectionNotIdleError,
+    GuardedConnection,
     leaves_connection_broken,
     reset_or_discard,
 )
@@ -73,6 +76,20 @@ async def test_reset_refuses_a_connection_that_is_not_idle(connection: _Connecti
 
 async def test_reset_keeps_an_idle_connection_without_a_round_trip() -> None:
     await reset_or_discard(_Connection())  # type: ignore[arg-type]
+
+
+class _Session:
+    uses_to_replan = GuardedConnection.uses_to_replan
+    replan_span = GuardedConnection.replan_span
+
+
+def test_a_session_plans_again_after_spans_that_double_up_to_a_cap() -> None:
+    session = _Session()
+    due = [n for n in range(1, 6000) if GuardedConnection.replan_due(session)]  # type: ignore[arg-type]
+    spans = [b - a for a, b in zip([0, *due], due, strict=False)]
+    assert spans[:7] == [FIRST_REPLAN * 2**k for k in range(7)]
+    assert len(spans) > 8
+    assert spans[7:] == [MAX_REPLAN] * len(spans[7:])
 
 
 class _StatePool:
