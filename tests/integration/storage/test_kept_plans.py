@@ -31,7 +31,7 @@ from ..helpers import new_chat, send
 
 pytestmark = pytest.mark.integration
 
-STORED = 50_000  # messages of another chat, stored behind the writer's back
+STORED = 50_000  # messages of another chat, stored behind the sessions' backs
 
 # The statements' parameters, of the types they declare, for EXPLAIN EXECUTE.
 BATCH_PARAMETERS = (
