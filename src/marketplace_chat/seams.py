@@ -54,6 +54,11 @@ NEEDED: tuple[tuple[str, str], ...] = (
     ("engineio", "AsyncServer.start_background_task"),
     ("engineio.async_socket", "AsyncSocket.close"),
     ("uvicorn.protocols.websockets.websockets_sansio_impl", "WebSocketsSansIOProtocol.send"),
+    # gateway/transport.py: the frames queued together, written at once (what `send` does to
+    # each, on the same connection state: conn, transport, writable, handshake_complete,
+    # close_sent, initial_response, disconnected)
+    ("uvicorn.protocols.utils", "ClientDisconnected"),
+    ("websockets.exceptions", "InvalidState"),
     # gateway/http_protocol.py: the deadline on request headers
     ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol.connection_made"),
     ("uvicorn.protocols.http.httptools_impl", "HttpToolsProtocol.on_message_begin"),

@@ -310,6 +310,36 @@ async def test_messages_go_both_ways_over_websocket(engineio_server: EngineIO) -
     assert (await engineio_server.disconnected())[2] in ("transport close", "client disconnect")
 
 
+async def test_packets_queued_together_leave_in_one_write_and_in_order() -> None:
+    """An ack and an echo reach a socket's queue in one step: one system call, not two."""
+    eio = LeanEngineIOServer(async_mode="asgi", async_handlers=False)
+
+    async def on_message(sid: str, data: str) -> None:
+        for n in range(3):
+            await eio.send(sid, f"{data}-{n}")
+
+    eio.on("message", on_message)
+    async with _serve(engineio.ASGIApp(eio)) as (port, connections):
+        url = f"ws://127.0.0.1:{port}/engine.io/?EIO=4&transport=websocket"
+        async with websockets.connect(url, compression=None) as ws:  # frames in clear
+            await asyncio.wait_for(ws.recv(), 2)  # OPEN
+            (protocol,) = [c for c in connections if isinstance(c, ChatWebSocketProtocol)]
+            writes: list[bytes] = []
+            write = protocol.transport.write
+
+            def counted(data: Any) -> None:
+                writes.append(bytes(data))
+                write(data)
+
+            protocol.transport.write = counted  # type: ignore[method-assign]
+            await ws.send("4go")
+            got = [await _next_message(ws) for _ in range(3)]
+    assert got == ["4go-0", "4go-1", "4go-2"]
+    framed = [w for w in writes if b"go-" in w]
+    assert len(framed) == 1
+    assert framed[0].index(b"go-0") < framed[0].index(b"go-1") < framed[0].index(b"go-2")
+
+
 async def test_pings_come_from_timers_not_a_task_per_socket(engineio_server: EngineIO) -> None:
     async with websockets.connect(f"ws://{engineio_server.url}&transport=websocket") as ws:
         await asyncio.wait_for(ws.recv(), 2)  # OPEN
