@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from marketplace_chat.contact_guard import ContactGuard
 from marketplace_chat.contact_policy import Verdict
 from marketplace_chat.edits import Edits, clean_text
 from marketplace_chat.errors import ChatError, Forbidden, NotFound, RateLimited, ValidationFailed
+from marketplace_chat.ids import TimeOrderedIds
 from marketplace_chat.models import Chat, Message, Participants, ReadReceipt, ResponseStats, iso
 from marketplace_chat.payloads import (
     ChatCreate,
@@ -103,6 +103,7 @@ class ChatService:
         self._limiter = limiter
         self._notify = notifier
         self._clock = clock
+        self._message_ids = TimeOrderedIds()
         self._limits = limits
         self._budgets = event_budgets(limits)
         self._contacts = contacts  # None: texts are stored as sent (no contact check)
@@ -174,15 +175,16 @@ class ChatService:
             if self._contacts is not None
             else Verdict(text)
         )
+        created_at = self._clock.now()
         result = await self.storage.add_message(
             NewMessage(
-                id=str(uuid.uuid4()),
+                id=self._message_ids.new(created_at),
                 chat_id=p.chat_id,
                 sender_id=user_id,
                 text=checked.text,
                 product_id=p.product_id,
                 client_message_id=p.client_message_id,
-                created_at=self._clock.now(),
+                created_at=created_at,
                 moderation=checked.moderation,
                 original_text=checked.original_text,
             )

@@ -280,6 +280,18 @@ async def test_text_over_max_length_is_refused(world: World) -> None:
     assert world.storage.rows(chat.id) == []
 
 
+async def test_a_sent_message_has_a_time_ordered_id_of_its_creation(world: World) -> None:
+    chat, buyer, _ = await open_chat(world)
+    first = await world.service.send(buyer, send_payload(chat.id, "first"))
+    world.clock.advance(0.005)
+    second = await world.service.send(buyer, send_payload(chat.id, "second"))
+    for message in (first, second):
+        parsed = uuid.UUID(message.id)
+        assert parsed.version == 7
+        assert parsed.int >> 80 == int(message.created_at.timestamp() * 1000)
+    assert first.id < second.id
+
+
 async def test_rate_limited_send_persists_and_announces_nothing(world: World) -> None:
     chat, buyer, _ = await open_chat(world)
     for n in range(MESSAGES_PER_WINDOW):
