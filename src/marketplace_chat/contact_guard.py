@@ -93,7 +93,7 @@ class ContactGuard:
         findings = self._scan(text)
         if self._recent is not None and could_be_number_part(text):
             findings += await self._split(chat_id, sender_id, text, client_message_id)
-        return await self._settle(policy, chat_id, sender_id, text, findings)
+        return await self._settle(policy, chat_id, sender_id, text, findings, client_message_id)
 
     async def check_edit(self, chat_id: str, sender_id: int, text: str) -> Verdict:
         """What to store as the new text of an edited message; refused like a send."""
@@ -142,7 +142,13 @@ class ContactGuard:
         return list(self._detector.scan_split(previous, text).findings)
 
     async def _settle(
-        self, policy: Policy, chat_id: str, sender_id: int, text: str, findings: list[Finding]
+        self,
+        policy: Policy,
+        chat_id: str,
+        sender_id: int,
+        text: str,
+        findings: list[Finding],
+        client_message_id: str | None = None,
     ) -> Verdict:
         outcome = decide(policy, text, findings)
         if isinstance(outcome, Refusal):
@@ -154,6 +160,7 @@ class ContactGuard:
                     text=text,
                     categories=outcome.categories,
                     created_at=self._clock.now(),
+                    client_message_id=client_message_id,
                 )
             )
             raise outcome.error()

@@ -27,6 +27,8 @@ class ContactAttempt:
     text: str
     categories: tuple[str, ...]
     created_at: datetime
+    # The refused send's clientMessageId: a retry of it is the same attempt, kept once.
+    client_message_id: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {

@@ -335,6 +335,15 @@ async def test_block_keeps_the_attempt_and_names_the_category() -> None:
     assert attempt.categories == ("email",)
 
 
+async def test_a_kept_attempt_carries_the_sends_client_id() -> None:
+    g, attempts, _ = guard(Policy.BLOCK)
+    with pytest.raises(ContactNotAllowed):
+        await g.check_send("c1", 7, "write to ivan@mail.ru", "cm-1")
+    with pytest.raises(ContactNotAllowed):
+        await g.check_edit("c1", 7, "write to ivan@mail.ru")
+    assert [a.client_message_id for a in attempts.stored] == ["cm-1", None]
+
+
 async def test_a_chat_s_own_policy_overrides_the_default() -> None:
     g, _, recent = guard(Policy.MASK, own={"open": "off", "strict": "block"})
     assert await g.check_send("open", 7, "8 916 123 45 67") == Verdict("8 916 123 45 67")

@@ -21,6 +21,13 @@ SELECT {MESSAGE_COLUMNS}, COALESCE(original_text, text) AS original,
 """
 
 ATTEMPT_COLUMNS = "id, chat_id, sender_id, text, categories, created_at"
+# A retry of a refused send (same chat, sender and client id) is the attempt already kept.
+ADD_ATTEMPT = f"""
+INSERT INTO chat.contact_attempts ({ATTEMPT_COLUMNS}, client_message_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (chat_id, sender_id, client_message_id) WHERE client_message_id IS NOT NULL
+DO NOTHING
+"""
 ATTEMPTS_FIRST = f"""
 SELECT {ATTEMPT_COLUMNS} FROM chat.contact_attempts WHERE chat_id = $1
  ORDER BY created_at DESC, id DESC LIMIT $2
@@ -59,16 +66,17 @@ class ModerationStore(PooledStore):
         return bool(found)
 
     async def add_contact_attempt(self, attempt: ContactAttempt) -> None:
+        """Stores the attempt, unless one of the same send (its client id) is stored already."""
         async with self._conn() as conn:
             await conn.execute(
-                f"INSERT INTO chat.contact_attempts ({ATTEMPT_COLUMNS}) "
-                "VALUES ($1, $2, $3, $4, $5, $6)",
+                ADD_ATTEMPT,
                 attempt.id,
                 attempt.chat_id,
                 attempt.sender_id,
                 attempt.text,
                 list(attempt.categories),
                 attempt.created_at,
+                attempt.client_message_id,
             )
 
     async def contact_attempts(

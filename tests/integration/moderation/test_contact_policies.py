@@ -115,6 +115,36 @@ async def test_a_send_that_fails_writes_no_flagged_event(
     assert [e["type"] for e in await events_of(pool, chat.id)] == ["chat.created"]
 
 
+async def test_a_retried_refusal_is_kept_once(
+    storage: PostgresStorage, store: ModerationStore, pool: asyncpg.Pool
+) -> None:
+    chat, buyer, seller = await new_chat(storage)
+
+    def attempt(sender: int, client_id: str | None, n: int) -> ContactAttempt:
+        return ContactAttempt(
+            str(uuid.uuid4()), chat.id, sender, f"t{n}", ("phone",), at(n), client_id
+        )
+
+    for n in range(3):  # the same send, retried: one attempt
+        await store.add_contact_attempt(attempt(buyer, "cm-1", n))
+    await store.add_contact_attempt(attempt(buyer, "cm-2", 3))  # another send of the buyer
+    await store.add_contact_attempt(attempt(seller, "cm-1", 4))  # the seller's own cm-1
+    for n in (5, 6):  # without a client id, nothing says two sends are one
+        await store.add_contact_attempt(attempt(buyer, None, n))
+    rows = await pool.fetch(
+        "SELECT sender_id, client_message_id, text FROM chat.contact_attempts "
+        "WHERE chat_id = $1 ORDER BY created_at",
+        chat.id,
+    )
+    assert [tuple(r) for r in rows] == [
+        (buyer, "cm-1", "t0"),
+        (buyer, "cm-2", "t3"),
+        (seller, "cm-1", "t4"),
+        (buyer, None, "t5"),
+        (buyer, None, "t6"),
+    ]
+
+
 async def test_attempts_are_kept_and_paged_newest_first(
     storage: PostgresStorage, store: ModerationStore
 ) -> None:
