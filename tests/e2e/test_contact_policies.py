@@ -192,6 +192,21 @@ async def test_block_refuses_with_the_category_stores_nothing_and_keeps_the_atte
     assert_never_seen(buyer, seller)
 
 
+async def test_a_refused_send_retried_with_its_client_id_is_one_attempt(
+    connect: Connect, chat_server: ChatServer
+) -> None:
+    buyer, _seller, chat = await pair(connect)
+    await set_policy(chat_server, chat["id"], "block")
+    retried = {"chatId": chat["id"], "text": "звони 8 916 123 45 67", "clientMessageId": "cm-1"}
+    for _ in range(3):
+        failed(await buyer.emit_ack("message:send", retried), "CONTACT_NOT_ALLOWED")
+    other = {**retried, "clientMessageId": "cm-2"}
+    failed(await buyer.emit_ack("message:send", other), "CONTACT_NOT_ALLOWED")
+    async with rest(chat_server, ADMIN_KEY) as admin:
+        page = body(await admin.get(f"/api/admin/contact-attempts?chatId={chat['id']}"), 200)
+    assert [a["text"] for a in page["attempts"]] == [other["text"], retried["text"]]
+
+
 async def test_flag_delivers_unchanged_and_tells_marketplace_api(
     connect: Connect, chat_server: ChatServer, receiver: WebhookReceiver
 ) -> None:
