@@ -502,10 +502,7 @@ async def _write_queue(socket: Any, ws: LeanWebSocket, watched: _Watched) -> Non
                     del packets[end:]
                     break
             watched.writing_since = now()
-            if len(packets) == 1:
-                await ws.send(packets[0].encode())
-            else:
-                await ws.send_many([pkt.encode() for pkt in packets])
+            await ws.send_many([pkt.encode() for pkt in packets])
             watched.writing_since = None
             if closing:
                 break
